@@ -1,0 +1,33 @@
+"""User-facing errors: bad config, bad files, bad data.
+
+Every command catches `UserError` at its entry point and prints it as one line naming the
+culprit (config key or file), so that a researcher never has to read a traceback from deep
+inside numpy to learn that a mask has the wrong size.
+"""
+import sys
+from typing import Callable, NoReturn
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line without a traceback."""
+
+
+class ConfigError(UserError):
+    """An invalid configuration: the message names the config key."""
+
+
+class DataError(UserError):
+    """An invalid data file: the message names the file."""
+
+
+def run_cli(main: Callable[[], object]) -> NoReturn:
+    """Run a command's `main`, turning `UserError` and Ctrl-C into a one-line message and exit code."""
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(0)
