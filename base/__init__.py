@@ -1,0 +1,3 @@
+from base.base_model import BaseModel
+
+__all__ = ["BaseModel"]
