@@ -1,0 +1,75 @@
+"""Losses of SPEC 3: soft-IoU for segmentation, class-balanced cross-entropy for connectivity,
+and the joint loss over the final and every stack's intermediate outputs."""
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from model.network import RoadOutputs
+
+IGNORE_INDEX = 255
+
+
+def soft_iou_loss(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX,
+                  eps: float = 1e-6) -> Tensor:
+    """Negative soft Jaccard index, averaged over classes and images.
+
+    logits (B, K, H, W); target (B, H, W) class ids, `ignore_index` pixels left out.
+    L = -mean_{b,k} sum(P*G) / (sum(P + G - P*G) + eps), P = softmax(logits), G = one-hot(target).
+    """
+    valid = (target != ignore_index).unsqueeze(1).to(logits.dtype)
+    probs = logits.float().softmax(dim=1) * valid
+    onehot = F.one_hot(target.where(target != ignore_index, 0), logits.shape[1])
+    onehot = onehot.permute(0, 3, 1, 2).to(probs.dtype) * valid
+    intersection = (probs * onehot).sum(dim=(2, 3))
+    union = (probs + onehot - probs * onehot).sum(dim=(2, 3))
+    return -(intersection / (union + eps)).mean()
+
+
+def balanced_class_weights(target: Tensor, num_classes: int,
+                           ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """Per-batch class weights w_k = 1 / ln(1.02 + n_k / N) over the labelled pixels: (K,)."""
+    labelled = target[target != ignore_index]
+    counts = torch.bincount(labelled, minlength=num_classes)[:num_classes].float()
+    fractions = counts / max(labelled.numel(), 1)
+    return 1.0 / torch.log(1.02 + fractions)
+
+
+def balanced_cross_entropy(logits: Tensor, target: Tensor,
+                           ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """Cross-entropy weighted by `balanced_class_weights`; logits (B, K, H, W), target (B, H, W)."""
+    if not (target != ignore_index).any():
+        return logits.sum() * 0.0
+    weights = balanced_class_weights(target, logits.shape[1], ignore_index)
+    return F.cross_entropy(logits.float(), target, weight=weights, ignore_index=ignore_index)
+
+
+class JointLoss:
+    """Weighted sum of both tasks' losses on the final and on every stack's intermediate outputs.
+
+    Final outputs are compared with the full-resolution targets (`mask`, `conn`), intermediate ones
+    with the 1/4-resolution targets (`mask_quarter`, `conn_quarter`). Returns every term by name
+    (`seg/final`, `conn/final`, `seg/stack1`, ...) and their weighted sum under `total`.
+    """
+
+    def __init__(self, seg_weight: float = 1.0, conn_weight: float = 1.0,
+                 final_weight: float = 1.0, intermediate_weight: float = 1.0) -> None:
+        self.seg_weight = seg_weight
+        self.conn_weight = conn_weight
+        self.final_weight = final_weight
+        self.intermediate_weight = intermediate_weight
+
+    def __call__(self, outputs: RoadOutputs, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        num_stacks = len(outputs.segmentation) - 1
+        terms: dict[str, Tensor] = {}
+        total = outputs.segmentation[-1].new_zeros((), dtype=torch.float32)
+        for index, (seg, conn) in enumerate(zip(outputs.segmentation, outputs.connectivity)):
+            final = index == num_stacks
+            name = "final" if final else f"stack{index + 1}"
+            mask, labels = (batch["mask"], batch["conn"]) if final else (batch["mask_quarter"], batch["conn_quarter"])
+            weight = self.final_weight if final else self.intermediate_weight
+            terms[f"seg/{name}"] = soft_iou_loss(seg, mask)
+            terms[f"conn/{name}"] = balanced_cross_entropy(conn, labels)
+            total = total + weight * (self.seg_weight * terms[f"seg/{name}"]
+                                      + self.conn_weight * terms[f"conn/{name}"])
+        terms["total"] = total
+        return terms
