@@ -1,0 +1,187 @@
+"""The training loop, once: epochs, validation period, monitor, early stop and checkpoints.
+
+Subclasses fill `_train_epoch` (and `_valid_epoch`) and declare the names of what they log in
+`metric_names`, so that a monitor naming a metric that is never logged fails before training.
+"""
+import logging
+import math
+import random
+import signal
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from utils.config import ConfigParser
+from utils.distributed import DistributedContext
+from utils.errors import ConfigError, UserError
+
+logger = logging.getLogger("trainer")
+
+
+class TrainingInterrupted(Exception):
+    """Raised inside the loop when SIGINT or SIGTERM arrives, so a checkpoint can be written."""
+
+
+class BaseTrainer:
+    """Epoch loop with monitoring, early stopping, TensorBoard and atomic, resumable checkpoints."""
+
+    def __init__(self, model: nn.Module, criterion: Any, optimizer: torch.optim.Optimizer,
+                 config: ConfigParser, context: DistributedContext,
+                 lr_scheduler: Any = None) -> None:
+        self.config = config
+        self.context = context
+        self.device = context.device
+        self.model = model
+        self.criterion = criterion
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        settings = config["trainer"]
+        self.epochs = settings["epochs"]
+        self.save_period = settings.get("save_period", 1)
+        self.val_period = settings.get("val_period", 1)
+        self.early_stop = settings.get("early_stop") or math.inf
+        self.monitor_mode, self.monitor_key = parse_monitor(settings.get("monitor", "off"))
+        if self.monitor_mode != "off" and self.monitor_key not in self.metric_names():
+            raise ConfigError(f"trainer.monitor names '{self.monitor_key}', which is never logged; "
+                              f"choose one of {', '.join(sorted(self.metric_names()))}")
+        self.monitor_best = {"min": math.inf, "max": -math.inf, "off": 0.0}[self.monitor_mode]
+        self.start_epoch = 1
+        self.checkpoint_dir = config.save_dir
+        self.tensorboard = settings.get("tensorboard", True)
+        self.writer = None
+        self._interrupted_by: int | None = None
+        if config.resume is not None:
+            self._resume_checkpoint(config.resume)
+
+    @abstractmethod
+    def metric_names(self) -> set[str]:
+        """Every key that `_train_epoch` and `_valid_epoch` may return."""
+
+    @abstractmethod
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch; return the logged values (e.g. `train/loss`)."""
+
+    @abstractmethod
+    def _valid_epoch(self, epoch: int) -> dict[str, float]:
+        """Validate; return the logged values (e.g. `val/road_iou`)."""
+
+    def train(self) -> None:
+        """Run epochs `start_epoch..epochs`; Ctrl-C or SIGTERM saves a resumable checkpoint."""
+        if self.context.is_main and self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(log_dir=str(self.config.log_dir))
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        epoch = self.start_epoch - 1
+        try:
+            not_improved = 0
+            for epoch in range(self.start_epoch, self.epochs + 1):
+                log = {"epoch": epoch, **self._train_epoch(epoch)}
+                if epoch % self.val_period == 0 or epoch == self.epochs:
+                    log.update(self._valid_epoch(epoch))
+                if self.context.is_main:
+                    logger.info("epoch %d  %s", epoch, "  ".join(
+                        f"{k} {v:.4f}" for k, v in log.items() if k != "epoch"))
+                best = self._update_monitor(log)
+                not_improved = 0 if best or self.monitor_key not in log else not_improved + 1
+                if epoch % self.save_period == 0 or best or epoch == self.epochs:
+                    self._save_checkpoint(epoch, best=best)
+                if not_improved > self.early_stop:
+                    logger.info("%s did not improve for %d validations: early stop",
+                                self.monitor_key, self.early_stop)
+                    break
+        except TrainingInterrupted:
+            path = self._save_checkpoint(epoch - 1, name="checkpoint-interrupted.pth")
+            raise UserError(f"training stopped by signal {self._interrupted_by}; resumable checkpoint "
+                            f"saved as {path}; resume with: python train.py -r {path}") from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if self.writer is not None:
+                self.writer.close()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._interrupted_by = signum
+        raise TrainingInterrupted()
+
+    def _update_monitor(self, log: dict[str, float]) -> bool:
+        if self.monitor_mode == "off" or self.monitor_key not in log:
+            return False
+        value = log[self.monitor_key]
+        improved = value < self.monitor_best if self.monitor_mode == "min" else value > self.monitor_best
+        if improved:
+            self.monitor_best = value
+        return improved
+
+    def _unwrapped_model(self) -> nn.Module:
+        model = self.model.module if hasattr(self.model, "module") else self.model
+        return getattr(model, "_orig_mod", model)
+
+    def _checkpoint_state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "arch": type(self._unwrapped_model()).__name__,
+            "epoch": epoch,
+            "state_dict": self._unwrapped_model().state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
+            "monitor_best": self.monitor_best,
+            "config": self.config.config,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+                "python": list(random.getstate()[1]),
+            },
+            **self._extra_state(),
+        }
+
+    def _extra_state(self) -> dict[str, Any]:
+        """More state for the checkpoint (e.g. a gradient scaler); restored by `_load_extra_state`."""
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what `_extra_state` saved."""
+
+    def _save_checkpoint(self, epoch: int, best: bool = False, name: str | None = None) -> Path:
+        path = self.checkpoint_dir / (name or f"checkpoint-epoch{epoch}.pth")
+        if not self.context.is_main:
+            return path
+        state = self._checkpoint_state(epoch)
+        save_checkpoint(state, path)
+        logger.info("saved checkpoint %s", path)
+        if best:
+            save_checkpoint(state, self.checkpoint_dir / "model_best.pth")
+            logger.info("saved model_best.pth (%s = %.4f)", self.monitor_key, self.monitor_best)
+        return path
+
+    def _resume_checkpoint(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        load_model_state(self._unwrapped_model(), state, path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.start_epoch = state["epoch"] + 1
+        self.monitor_best = state.get("monitor_best", self.monitor_best)
+        rng = state.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            if torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
+            random.setstate((3, tuple(rng["python"]), None))
+        self._load_extra_state(state)
+        logger.info("resumed from %s at epoch %d", path, self.start_epoch)
+
+
+def parse_monitor(text: str) -> tuple[str, str]:
+    """`"max val/road_iou"` -> ("max", "val/road_iou"); `"off"` -> ("off", "")."""
+    if text == "off":
+        return "off", ""
+    mode, _, key = text.partition(" ")
+    if mode not in ("min", "max") or not key:
+        raise ConfigError(f"trainer.monitor must be 'off' or 'min|max <metric>', got {text!r}")
+    return mode, key

@@ -1,0 +1,202 @@
+"""ConfigParser: the JSON config, command-line overrides, run folders and object factories.
+
+Follows pytorch-template's semantics: `-c config.json`, `-r checkpoint` (the config then comes from
+the checkpoint unless `-c` is also given), `-d` device ids, named overrides such as `--lr`, and a
+generic repeatable `--set dotted.key=value` for every key of the config.
+"""
+import argparse
+import difflib
+import json
+import logging
+import os
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
+
+from utils.checkpoint import load_checkpoint
+from utils.errors import ConfigError
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class Override(NamedTuple):
+    """A named command-line option that sets one config key, e.g. `--lr` -> optimizer.args.lr."""
+
+    flags: list[str]
+    type: type
+    target: str
+
+
+class ConfigParser:
+    """Holds the configuration of a run and builds the objects it names."""
+
+    def __init__(self, config: dict, resume: Path | None = None,
+                 modification: dict[str, Any] | None = None, run_id: str | None = None) -> None:
+        self._config = config
+        self.resume = Path(resume) if resume is not None else None
+        for key, value in (modification or {}).items():
+            if value is not None:
+                set_by_path(self._config, key, value)
+        for key in ("name", "arch", "trainer"):
+            if key not in self._config:
+                raise ConfigError(f"config has no '{key}' section")
+        save_dir = Path(self._config["trainer"].get("save_dir", "saved"))
+        name = self._config["name"]
+        self.run_id = run_id or datetime.now().strftime("%Y%m%d_%H%M%S")
+        self.save_dir = save_dir / "models" / name / self.run_id
+        self.log_dir = save_dir / "log" / name / self.run_id
+
+    @classmethod
+    def from_args(cls, parser: argparse.ArgumentParser, overrides: list[Override] = (),
+                  args: list[str] | None = None) -> "ConfigParser":
+        """Parse the command line: `-c`, `-r`, `-d`, the named `overrides` and `--set key=value`."""
+        for override in overrides:
+            parser.add_argument(*override.flags, type=override.type, default=None,
+                                help=f"sets {override.target}")
+        parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="set any config key, e.g. --set trainer.epochs=3 (value parsed as JSON)")
+        options = parser.parse_args(args)
+        if getattr(options, "device", None) is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = options.device
+        resume = Path(options.resume) if getattr(options, "resume", None) else None
+        if options.config is not None:
+            config = read_json(Path(options.config))
+        elif resume is not None:
+            config = load_checkpoint(resume).get("config")
+            if not isinstance(config, dict):
+                raise ConfigError(f"checkpoint {resume} holds no config: pass one with -c")
+        else:
+            raise ConfigError("give a config file with -c config.json, or a checkpoint with -r")
+        modification = {o.target: getattr(options, flag_name(o.flags)) for o in overrides}
+        modification.update(parse_assignment(text) for text in options.set)
+        return cls(config, resume, modification)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._config[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._config.get(name, default)
+
+    @property
+    def config(self) -> dict:
+        return self._config
+
+    def init_obj(self, name: str, module: ModuleType, *args, **kwargs) -> Any:
+        """Build `module.<config[name].type>(*args, **config[name].args, **kwargs)`."""
+        factory, config_kwargs = self._lookup(name, module)
+        if set(kwargs) & set(config_kwargs):
+            raise ConfigError(f"'{name}.args' may not set {sorted(set(kwargs) & set(config_kwargs))}")
+        try:
+            return factory(*args, **config_kwargs, **kwargs)
+        except TypeError as error:
+            raise ConfigError(f"'{name}': {error}") from None
+
+    def init_ftn(self, name: str, module: ModuleType, *args, **kwargs) -> partial:
+        """`functools.partial` of `module.<config[name].type>` with the configured arguments."""
+        factory, config_kwargs = self._lookup(name, module)
+        return partial(factory, *args, **config_kwargs, **kwargs)
+
+    def find_type(self, name: str, module: ModuleType) -> Any:
+        """The class or function that `config[name].type` names in `module`."""
+        return self._lookup(name, module)[0]
+
+    def _lookup(self, name: str, module: ModuleType) -> tuple[Any, dict]:
+        section = self._config.get(name)
+        if not isinstance(section, dict) or "type" not in section:
+            raise ConfigError(f"config key '{name}.type' is missing")
+        type_name = section["type"]
+        factory = getattr(module, type_name, None)
+        if factory is None or not callable(factory):
+            available = sorted(n for n in dir(module) if not n.startswith("_") and n[0].isupper())
+            raise ConfigError(f"config key '{name}.type': unknown type {type_name!r} in "
+                              f"{module.__name__}; available: {', '.join(available)}")
+        args = section.get("args", {})
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise ConfigError(f"config key '{name}.args' must be an object")
+        return factory, dict(args)
+
+    def prepare_run_dirs(self) -> None:
+        """Create the checkpoint and log folders of this run and save the effective config there."""
+        for folder in (self.save_dir, self.log_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=False)
+            except FileExistsError:
+                raise ConfigError(f"run folder {folder} already exists: choose another run id") from None
+            except OSError as error:
+                raise ConfigError(f"cannot create {folder} (trainer.save_dir): {error.strerror}") from None
+        write_json(self._config, self.save_dir / "config.json")
+        log_file = logging.FileHandler(self.log_dir / "info.log")
+        log_file.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger().addHandler(log_file)
+
+
+def flag_name(flags: list[str]) -> str:
+    return max(flags, key=len).lstrip("-").replace("-", "_")
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """`a.b=value` -> ("a.b", value parsed as JSON when it parses, else the string)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def set_by_path(tree: dict, dotted_key: str, value: Any) -> None:
+    """Set an existing key of a nested config; unknown keys and changed types are errors."""
+    *parents, leaf = dotted_key.split(".")
+    node = tree
+    for depth, key in enumerate(parents):
+        if not isinstance(node, dict) or key not in node:
+            raise ConfigError(unknown_key_message(".".join(parents[: depth + 1]), node))
+        node = node[key]
+    if not isinstance(node, dict) or leaf not in node:
+        raise ConfigError(unknown_key_message(dotted_key, node))
+    old = node[leaf]
+    if old is not None and not same_kind(old, value):
+        raise ConfigError(f"config key '{dotted_key}' expects {type(old).__name__}, "
+                          f"got {value!r} ({type(value).__name__})")
+    node[leaf] = float(value) if isinstance(old, float) and isinstance(value, int) else value
+
+
+def same_kind(old: Any, new: Any) -> bool:
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, (int, float)):
+        return isinstance(new, (int, float)) and (isinstance(old, float) or isinstance(new, int))
+    return isinstance(new, type(old))
+
+
+def unknown_key_message(dotted_key: str, node: Any) -> str:
+    candidates = sorted(node) if isinstance(node, dict) else []
+    close = difflib.get_close_matches(dotted_key.rsplit(".", 1)[-1], candidates, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else (
+        f"; keys here: {', '.join(candidates)}" if candidates else "")
+    return f"unknown config key '{dotted_key}'{hint}"
+
+
+def read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    return content
+
+
+def write_json(content: dict, path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(content, file, indent=2)
+        file.write("\n")
