@@ -1,0 +1,3 @@
+from trainer.trainer import JointTrainer
+
+__all__ = ["JointTrainer"]

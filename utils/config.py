@@ -122,11 +122,15 @@ class ConfigParser:
 
     def prepare_run_dirs(self) -> None:
         """Create the checkpoint and log folders of this run and save the effective config there."""
+        base_id, suffix = self.run_id, 1
+        while self.save_dir.exists() or self.log_dir.exists():
+            suffix += 1
+            self.run_id = f"{base_id}_{suffix}"
+            self.save_dir = self.save_dir.with_name(self.run_id)
+            self.log_dir = self.log_dir.with_name(self.run_id)
         for folder in (self.save_dir, self.log_dir):
             try:
-                folder.mkdir(parents=True, exist_ok=False)
-            except FileExistsError:
-                raise ConfigError(f"run folder {folder} already exists: choose another run id") from None
+                folder.mkdir(parents=True)
             except OSError as error:
                 raise ConfigError(f"cannot create {folder} (trainer.save_dir): {error.strerror}") from None
         write_json(self._config, self.save_dir / "config.json")

@@ -1,0 +1,66 @@
+"""The base data loader: seeded, epoch-aware sampling for single-process and distributed runs."""
+import random
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy's and Python's global generators from the torch seed of this worker.
+
+    Augmentation draws from its own per-item generator; this protects any library code that falls
+    back on the global ones. One OpenCV thread per worker: the workers are the parallelism.
+    """
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    cv2.setNumThreads(1)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed mixing a run seed and an epoch, so that epoch e's order does not depend on
+    how many epochs this process has already drawn (a resumed run sees the same orders)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class BaseDataLoader(DataLoader):
+    """A DataLoader whose sampling is reproducible from `seed` and selectable per epoch.
+
+    Under `torch.distributed` each process reads its own shard through a DistributedSampler;
+    otherwise a RandomSampler (shuffle) or SequentialSampler. Call `set_epoch(epoch)` before each
+    epoch: it reseeds the order and tells the dataset, whose augmentation depends on the epoch.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int,
+                 seed: int = 0) -> None:
+        self.seed = seed
+        self.shuffle = shuffle
+        self._order_generator = torch.Generator()
+        if dist.is_available() and dist.is_initialized():
+            sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+        elif shuffle:
+            sampler = RandomSampler(dataset, generator=self._order_generator)
+        else:
+            sampler = SequentialSampler(dataset)
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=num_workers > 0,
+            worker_init_fn=seed_worker,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select epoch `epoch`'s sample order and augmentation."""
+        self._order_generator.manual_seed(epoch_seed(self.seed, epoch))
+        if isinstance(self.sampler, DistributedSampler):
+            self.sampler.set_epoch(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
