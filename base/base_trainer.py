@@ -51,7 +51,6 @@ class BaseTrainer:
                               f"choose one of {', '.join(sorted(self.metric_names()))}")
         self.monitor_best = {"min": math.inf, "max": -math.inf, "off": 0.0}[self.monitor_mode]
         self.start_epoch = 1
-        self.checkpoint_dir = config.save_dir
         self.tensorboard = settings.get("tensorboard", True)
         self.writer = None
         self._interrupted_by: int | None = None
@@ -103,6 +102,10 @@ class BaseTrainer:
                 signal.signal(sig, handler)
             if self.writer is not None:
                 self.writer.close()
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.config.save_dir
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._interrupted_by = signum
