@@ -1,0 +1,334 @@
+"""APLS (Average Path Length Similarity), the SpaceNet 3 road-graph metric of SPEC section 6.
+
+The pairing of the two graphs follows the CosmiQ `apls` reference:
+
+1. Control points of a graph A: its nodes, then points along each edge (from its first end, as
+   `edge_polyline` orients it), whatever the edge's curvature: none on an edge shorter than
+   0.75 * delta, the midpoint of an edge up to delta long, else ceil(L / delta) - 1 points that cut
+   the edge into equal parts (at most delta long).
+2. Each control point of A, in that order, is inserted into the plain graph B (without B's own
+   control points) at its orthogonal projection onto B's nearest edge, if that edge is within `snap`
+   (a distance of exactly `snap` still snaps): the edge is split there and the new node carries the
+   control point's id. When the projection lands on an existing node (an end of the edge, or the
+   node of an earlier control point), that node takes the new id and the earlier control point
+   becomes absent: of the points that land on one spot, the last one inserted survives. Points
+   farther than `snap` from B are absent. Ids of A and of B never mix.
+3. For every pair of A's control points whose shortest path in A is at least `min_path`, the
+   penalty is min(1, |L_A - L_B| / L_A), L_B being the shortest path between the same ids in B with
+   A's points inserted; an absent id or no path in B costs 1. C(A -> B) = 1 - mean penalty
+   (over unordered pairs; the reference counts both orders, which gives the same mean).
+4. APLS = harmonic mean of C(gt -> prop) and C(prop -> gt); 0 if either is 0.
+
+Chosen edge cases (the reference scores 0 whenever a graph is empty, and the authors' script
+skipped tiles with an empty prediction, which inflates the mean):
+- A direction whose graph A has no pair of control points at least `min_path` apart along A scores
+  1: A has no path that B could fail to keep. Hence, as every tile enters the mean over tiles,
+  a tile with no ground-truth roads scores 1 for an empty prediction and 0 for a non-empty one
+  (every predicted path is missing from the ground truth), and an empty prediction on a tile with
+  roads scores 0. A graph whose roads are all shorter than `min_path` counts as having no roads.
+- The `min_path` filter applies to every pair, also to pairs whose first point is absent from B
+  (the reference skips the filter there; this only concerns pairs less than 3 px apart).
+
+All points are inserted at once (nearest segment through a KD-tree, one key per spot on B), which
+gives the graph that inserting them one by one gives; paths come from scipy's Dijkstra.
+
+Lengths are in pixels. With `metres_per_pixel` (SpaceNet: 0.3) delta, snap and min_path are read in
+metres; the score itself is unit-free.
+"""
+import argparse
+import json
+import math
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import dijkstra
+from scipy.spatial import cKDTree
+
+from data_loader.geo import read_road_lines
+from utils.errors import run_cli
+from utils.road_graph import edge_polyline, lines_to_graph
+
+
+@dataclass(frozen=True)
+class AplsResult:
+    """APLS of one tile, both directions, and the number of control-point pairs each compared."""
+    apls: float
+    gt_to_prop: float
+    prop_to_gt: float
+    gt_pairs: int
+    prop_pairs: int
+
+
+@dataclass(frozen=True)
+class _Roads:
+    """A road graph as arrays.
+
+    positions: (M, 2) node positions (x, y); ends: (E, 2) node indices of each edge;
+    polylines: E arrays (n_e, 2) running from the edge's first end to its second.
+    """
+    positions: np.ndarray
+    ends: np.ndarray
+    polylines: list[np.ndarray]
+
+    @classmethod
+    def from_graph(cls, graph: nx.Graph) -> "_Roads":
+        index = {node: i for i, node in enumerate(graph.nodes)}
+        positions = np.array([graph.nodes[node]["pos"] for node in graph.nodes], dtype=float)
+        edges = list(graph.edges)
+        ends = np.array([[index[u], index[v]] for u, v in edges], dtype=np.int64)
+        polylines = [np.asarray(edge_polyline(graph, u, v), dtype=float) for u, v in edges]
+        return cls(positions.reshape(-1, 2), ends.reshape(-1, 2), polylines)
+
+    def segment_lengths(self) -> list[np.ndarray]:
+        """Per edge, the (n_e - 1,) lengths of its polyline segments."""
+        return [np.linalg.norm(np.diff(line, axis=0), axis=1) for line in self.polylines]
+
+
+def _distances_along_edge(length: float, delta: float) -> np.ndarray:
+    """Arc lengths of an edge's control points, as the reference places them."""
+    if length < 0.75 * delta:
+        return np.empty(0)
+    if length <= delta:
+        return np.array([length / 2])
+    return np.linspace(0.0, length, math.ceil(length / delta) + 1)[1:-1]
+
+
+def _split_graph(roads: _Roads, stop_edge: np.ndarray, stop_t: np.ndarray,
+                 stop_node: np.ndarray, n_nodes: int) -> csr_matrix:
+    """The graph of `roads` with its edges cut into chains at the given stops.
+
+    stop_edge, stop_t, stop_node: (K,) edge index, arc length from the edge's first end and node
+    index of each stop. Returns the (n_nodes, n_nodes) sparse matrix of sub-edge lengths, one
+    triangle only (use it as undirected); zero lengths stay explicit entries, i.e. edges.
+    """
+    n_edges = len(roads.polylines)
+    lengths = np.array([seg.sum() for seg in roads.segment_lengths()])
+    first, last = np.zeros(n_edges), np.full(n_edges, 2.0)
+    edge = np.concatenate([np.arange(n_edges), stop_edge, np.arange(n_edges)])
+    # The rank keeps each edge's ends first and last even when rounding puts a stop past them.
+    rank = np.concatenate([first, np.ones(len(stop_edge)), last])
+    t = np.concatenate([np.zeros(n_edges), np.clip(stop_t, 0.0, lengths[stop_edge]), lengths])
+    node = np.concatenate([roads.ends[:, 0], stop_node, roads.ends[:, 1]])
+    order = np.lexsort((t, rank, edge))
+    edge, t, node = edge[order], t[order], node[order]
+    link = edge[1:] == edge[:-1]
+    weights = np.diff(t)[link]
+    matrix = coo_matrix((weights, (node[:-1][link], node[1:][link])), shape=(n_nodes, n_nodes))
+    return matrix.tocsr()
+
+
+def _control_points(roads: _Roads, delta: float) -> tuple[np.ndarray, csr_matrix]:
+    """Control points of a graph and the graph cut at them.
+
+    Returns (N, 2) positions (the M nodes first, then the points along each edge) and the (N, N)
+    sparse graph whose edges join consecutive control points along each road.
+    """
+    n_nodes = len(roads.positions)
+    segments = roads.segment_lengths()
+    along = [_distances_along_edge(seg.sum(), delta) for seg in segments]
+    points = [roads.positions]
+    for line, seg, distances in zip(roads.polylines, segments, along):
+        arc = np.concatenate([[0.0], np.cumsum(seg)])
+        points.append(np.stack([np.interp(distances, arc, line[:, 0]),
+                                np.interp(distances, arc, line[:, 1])], axis=1))
+    stop_edge = np.repeat(np.arange(len(along)), [len(d) for d in along])
+    stop_t = np.concatenate([np.empty(0), *along])
+    stop_node = n_nodes + np.arange(len(stop_t))
+    graph = _split_graph(roads, stop_edge, stop_t, stop_node, n_nodes + len(stop_t))
+    return np.concatenate(points), graph
+
+
+@dataclass(frozen=True)
+class _Segments:
+    """All polyline segments of a graph: (S, 2) start and vector, (S,) edge, index in the edge,
+    arc length of the start along the edge and length."""
+    start: np.ndarray
+    vector: np.ndarray
+    edge: np.ndarray
+    index: np.ndarray
+    arc: np.ndarray
+    length: np.ndarray
+
+    @classmethod
+    def from_roads(cls, roads: _Roads) -> "_Segments":
+        lengths = roads.segment_lengths()
+        counts = [len(seg) for seg in lengths]
+        starts = [line[:-1] for line in roads.polylines]
+        vectors = [np.diff(line, axis=0) for line in roads.polylines]
+        arcs = [np.cumsum(seg) - seg for seg in lengths]
+        return cls(np.concatenate([np.empty((0, 2)), *starts]),
+                   np.concatenate([np.empty((0, 2)), *vectors]),
+                   np.repeat(np.arange(len(counts)), counts),
+                   np.concatenate([np.empty(0, dtype=np.int64)]
+                                  + [np.arange(n) for n in counts]),
+                   np.concatenate([np.empty(0), *arcs]),
+                   np.concatenate([np.empty(0), *lengths]))
+
+    def candidates(self, points: np.ndarray, snap: float) -> tuple[np.ndarray, np.ndarray]:
+        """(K,) point and (K,) segment indices of candidate pairs: every segment within `snap`
+        of one of the (P, 2) points is among that point's candidates.
+
+        A KD-tree over samples every h = max(snap, 1) / 2 along the segments: each point of a
+        segment lies within h / 2 of a sample, so a segment within snap has a sample within
+        snap + h / 2; h tied to snap keeps the candidates few whatever the segment lengths.
+        """
+        spacing = max(snap, 1.0) / 2
+        steps = np.maximum(1, np.ceil(self.length / spacing)).astype(np.int64)
+        owner = np.repeat(np.arange(len(steps)), steps + 1)
+        first = np.concatenate([[0], np.cumsum(steps + 1)[:-1]])
+        fraction = (np.arange(len(owner)) - first[owner]) / steps[owner]
+        samples = self.start[owner] + fraction[:, None] * self.vector[owner]
+        near = cKDTree(samples).sparse_distance_matrix(
+            cKDTree(points), snap + spacing / 2, output_type="ndarray")
+        pair = np.unique(near["j"] * len(steps) + owner[near["i"]])
+        return pair // len(steps), pair % len(steps)
+
+
+def _snap(points: np.ndarray, segments: _Segments, snap: float
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Orthogonal projection of each point onto the nearest segment within `snap`.
+
+    Returns (K,) indices of the points that snap, their (K,) segment and (K,) position s in
+    [0, 1] along it. Ties go to the lowest segment index.
+    """
+    point, segment = segments.candidates(points, snap)
+    offset = points[point] - segments.start[segment]
+    vector = segments.vector[segment]
+    squared = np.einsum("ij,ij->i", vector, vector)
+    dot = np.einsum("ij,ij->i", offset, vector)
+    s = np.clip(np.divide(dot, squared, out=np.zeros_like(dot), where=squared > 0), 0.0, 1.0)
+    distance = np.linalg.norm(offset - s[:, None] * vector, axis=1)
+    keep = distance <= snap
+    point, segment, s, distance = point[keep], segment[keep], s[keep], distance[keep]
+    order = np.lexsort((segment, distance, point))
+    nearest = order[np.r_[True, point[order][1:] != point[order][:-1]]] if len(order) else order
+    return point[nearest], segment[nearest], s[nearest]
+
+
+def _insert_points(points: np.ndarray, roads: _Roads, snap: float
+                   ) -> tuple[csr_matrix, np.ndarray]:
+    """The graph `roads` with `points` inserted in order, and the node each point ended on.
+
+    Returns the sparse graph over the M nodes of `roads` plus one node per new spot, and (P,)
+    node index of each point (-1: absent, too far or renamed by a later point on the same spot).
+    """
+    segments = _Segments.from_roads(roads)
+    n_nodes = len(roads.positions)
+    node_of = np.full(len(points), -1, dtype=np.int64)
+    if len(segments.length) == 0:
+        return csr_matrix((n_nodes, n_nodes)), node_of
+    point, segment, s = _snap(points, segments, snap)
+    t = segments.arc[segment] + s * segments.length[segment]
+    edge, index = segments.edge[segment], segments.index[segment]
+    # One key per spot: the end of a segment is the start of the next one, and the ends of an
+    # edge are its nodes, whichever edge the point was projected onto.
+    at_end = s == 1.0
+    index, s = np.where(at_end, index + 1, index), np.where(at_end, 0.0, s)
+    n_segments = np.array([len(line) - 1 for line in roads.polylines])
+    at_first = (index == 0) & (s == 0.0)
+    on_node = at_first | (index == n_segments[edge])
+    end_node = np.where(at_first, roads.ends[edge, 0], roads.ends[edge, 1])
+    spots = zip(np.where(on_node, -1, edge).tolist(), np.where(on_node, end_node, index).tolist(),
+                s.tolist())
+    # Insertion in order renames a spot's node for each later point: the last one keeps it.
+    last_on_spot = {spot: i for i, spot in enumerate(spots)}
+    winners = np.array(sorted(last_on_spot.values()), dtype=np.int64)
+    new = winners[~on_node[winners]]
+    renamed = winners[on_node[winners]]
+    node_of[point[renamed]] = end_node[renamed]
+    node_of[point[new]] = n_nodes + np.arange(len(new))
+    graph = _split_graph(roads, edge[new], t[new], node_of[point[new]], n_nodes + len(new))
+    return graph, node_of
+
+
+def _path_similarity(source: _Roads, target: _Roads, delta: float, snap: float,
+                     min_path: float) -> tuple[float, int]:
+    """C(source -> target) and the number of control-point pairs it compared."""
+    points, source_graph = _control_points(source, delta)
+    if len(points) < 2:
+        return 1.0, 0
+    source_lengths = dijkstra(source_graph, directed=False)
+    pairs = np.triu(np.isfinite(source_lengths) & (source_lengths >= min_path)
+                    & (source_lengths > 0), k=1)
+    if not pairs.any():
+        return 1.0, 0
+    target_graph, node_of = _insert_points(points, target, snap)
+    present = np.flatnonzero(node_of >= 0)
+    target_lengths = np.full_like(source_lengths, np.inf)
+    if len(present):
+        nodes = node_of[present]
+        found = dijkstra(target_graph, directed=False, indices=nodes)[:, nodes]
+        target_lengths[np.ix_(present, present)] = found
+    length_a, length_b = source_lengths[pairs], target_lengths[pairs]
+    # An absent id or no path gives length_b = inf, hence the full penalty of 1.
+    penalty = np.minimum(1.0, np.abs(length_a - length_b) / length_a)
+    return float(1.0 - penalty.mean()), int(pairs.sum())
+
+
+def apls(gt: nx.Graph, prop: nx.Graph, *, delta: float = 20.0, snap: float = 10.0,
+         min_path: float = 3.0, metres_per_pixel: float | None = None) -> AplsResult:
+    """APLS between a ground-truth and a proposed road graph (the shared road-graph contract).
+
+    delta: control-point spacing; snap: largest distance at which a control point is inserted into
+    the other graph; min_path: shortest path compared. Pixels, or metres if `metres_per_pixel`.
+    """
+    if metres_per_pixel is not None:
+        if metres_per_pixel <= 0:
+            raise ValueError(f"metres_per_pixel must be positive, got {metres_per_pixel}")
+        delta, snap, min_path = (value / metres_per_pixel for value in (delta, snap, min_path))
+    if delta <= 0 or snap < 0 or min_path < 0:
+        raise ValueError(f"need delta > 0, snap >= 0, min_path >= 0; "
+                         f"got {delta}, {snap}, {min_path}")
+    gt_roads, prop_roads = _Roads.from_graph(gt), _Roads.from_graph(prop)
+    gt_to_prop, gt_pairs = _path_similarity(gt_roads, prop_roads, delta, snap, min_path)
+    prop_to_gt, prop_pairs = _path_similarity(prop_roads, gt_roads, delta, snap, min_path)
+    if gt_to_prop <= 0 or prop_to_gt <= 0:
+        total = 0.0
+    else:
+        total = 2 * gt_to_prop * prop_to_gt / (gt_to_prop + prop_to_gt)
+    return AplsResult(total, gt_to_prop, prop_to_gt, gt_pairs, prop_pairs)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be non-negative, got {text}")
+    return value
+
+
+def read_graph(path: str) -> nx.Graph:
+    """Road graph of a GeoJSON file of LineStrings in pixel coordinates."""
+    return lines_to_graph([line.coords for line in read_road_lines(path)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.apls",
+        description="APLS between two GeoJSON files of road LineStrings in pixel coordinates; "
+                    "prints one JSON object.")
+    parser.add_argument("--gt", required=True, help="ground-truth GeoJSON")
+    parser.add_argument("--pred", required=True, help="proposed GeoJSON")
+    parser.add_argument("--delta", type=_positive, default=20.0, help="control-point spacing")
+    parser.add_argument("--snap", type=_non_negative, default=10.0, help="snapping distance")
+    parser.add_argument("--min-path", type=_non_negative, default=3.0,
+                        help="shortest path compared")
+    parser.add_argument("--metres-per-pixel", type=_positive, default=None,
+                        help="read delta, snap and min-path in metres (SpaceNet: 0.3)")
+    args = parser.parse_args(argv)
+    result = apls(read_graph(args.gt), read_graph(args.pred), delta=args.delta, snap=args.snap,
+                  min_path=args.min_path, metres_per_pixel=args.metres_per_pixel)
+    print(json.dumps({"apls": result.apls, "gt_to_prop": result.gt_to_prop,
+                      "prop_to_gt": result.prop_to_gt}))
+
+
+if __name__ == "__main__":
+    run_cli(main)
