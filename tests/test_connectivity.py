@@ -1,0 +1,234 @@
+"""Connectivity labels of drawn masks: classes, disks, invariance, 1/4 resolution, cache, CLI."""
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from data_loader import connectivity
+from data_loader.connectivity import (
+    DEAD_END,
+    FOUR_OR_MORE,
+    ROAD,
+    THREE_WAY,
+    LabelCache,
+    LabelParams,
+    colorize,
+    connectivity_labels,
+    main,
+    node_disks,
+    render_labels,
+)
+from utils.errors import ConfigError, DataError
+
+
+def drawn(*roads, size=(200, 200)) -> np.ndarray:
+    """(H, W) uint8 0/255 mask of roads given as ((x0, y0), (x1, y1), width)."""
+    mask = np.zeros(size, dtype=np.uint8)
+    for start, end, width in roads:
+        cv2.line(mask, start, end, 255, width)
+    return mask
+
+
+def ring(center=(100, 80), radius=50, width=24, size=(200, 200)) -> np.ndarray:
+    mask = np.zeros(size, dtype=np.uint8)
+    cv2.circle(mask, center, radius, 255, width)
+    return mask
+
+
+def five_way() -> np.ndarray:
+    angles = np.arange(5) * 2 * np.pi / 5
+    ends = [(int(100 + 150 * np.cos(a)), int(100 + 150 * np.sin(a))) for a in angles]
+    return drawn(*[((100, 100), end, 24) for end in ends])
+
+
+STRAIGHT = drawn(((0, 100), (199, 100), 30))
+DEAD_END_ROAD = drawn(((0, 100), (150, 100), 30))
+T_JUNCTION = drawn(((0, 100), (199, 100), 30), ((100, 100), (100, 199), 24))
+CROSSING = drawn(((0, 100), (199, 100), 30), ((100, 0), (100, 199), 24))
+# A T-junction and a dead end, no symmetry: each flip or rotation moves its disks differently.
+ASYMMETRIC = drawn(((0, 60), (199, 60), 30), ((70, 60), (120, 170), 22))
+MASKS = {
+    "straight": STRAIGHT, "dead_end": DEAD_END_ROAD, "t": T_JUNCTION, "crossing": CROSSING,
+    "five_way": five_way(), "ring": ring(),
+    "lollipop": ring() | drawn(((100, 130), (100, 199), 24)),
+    "asymmetric": ASYMMETRIC,
+}
+
+
+def classes(labels: np.ndarray) -> set[int]:
+    return set(np.unique(labels).tolist())
+
+
+@pytest.mark.parametrize("name, expected, disk_classes", [
+    ("straight", {0, 2}, []),
+    ("dead_end", {0, 1, 2}, [DEAD_END]),
+    ("t", {0, 2, 3}, [THREE_WAY]),
+    ("crossing", {0, 2, 4}, [FOUR_OR_MORE]),
+    ("five_way", {0, 2, 4}, [FOUR_OR_MORE]),
+    ("ring", {0, 2}, []),
+    ("lollipop", {0, 2, 3}, [THREE_WAY]),
+])
+def test_classes_of_drawn_roads(name, expected, disk_classes):
+    disks = node_disks(MASKS[name])
+    assert sorted(disks[:, 3].astype(int).tolist()) == disk_classes
+    full, quarter = connectivity_labels(MASKS[name])
+    assert classes(full) == expected and classes(quarter) == expected
+
+
+def test_road_pixels_are_the_mask_and_disks_span_the_road():
+    full, _ = connectivity_labels(T_JUNCTION)
+    road = T_JUNCTION > 0
+    assert np.all(full[~road] != ROAD) and np.all(full[road] != 0)
+    (x, y, radius, _), = node_disks(T_JUNCTION)
+    # The inscribed circle at the junction touches the far edge of the 30 px road: radius ~15-16.
+    assert 15 <= radius - LabelParams().disk_margin <= 17
+    assert full[100, 100] == THREE_WAY
+    assert np.all(full[85:116, 100] == THREE_WAY)  # across the 30 px road
+
+
+def test_dead_end_disk_sits_at_the_end_not_at_the_cut_border():
+    full, _ = connectivity_labels(DEAD_END_ROAD)
+    (x, y, radius, node_class), = node_disks(DEAD_END_ROAD)
+    assert node_class == DEAD_END and abs(y - 100) <= 1 and 140 <= x <= 150
+    assert 15 <= radius - LabelParams().disk_margin <= 16.5
+    assert full[100, 150] == DEAD_END and not np.any(full[:, :100] == DEAD_END)
+
+
+def test_cut_road_border_test_follows_the_road_width():
+    # The skeleton stops ~a half-width before the border: 40 px roads stop ~20 px before it.
+    wide = drawn(((0, 100), (199, 100), 40))
+    assert len(node_disks(wide)) == 0
+    # A dead end whose cap ends 12 px before the border is a dead end.
+    assert node_disks(drawn(((0, 100), (172, 100), 30)))[:, 3].tolist() == [DEAD_END]
+
+
+def test_empty_mask_and_odd_sizes():
+    full, quarter = connectivity_labels(np.zeros((150, 203), dtype=bool))
+    assert full.shape == (150, 203) and quarter.shape == (38, 51)
+    assert full.dtype == quarter.dtype == np.uint8
+    assert not full.any() and not quarter.any()
+
+
+def dihedral_maps(height: int, width: int):
+    """(array transform, (K, 2) x, y point transform) for flips, rotations and the transpose."""
+    yield np.fliplr, lambda p: np.c_[width - 1 - p[:, 0], p[:, 1]]
+    yield np.flipud, lambda p: np.c_[p[:, 0], height - 1 - p[:, 1]]
+    yield np.rot90, lambda p: np.c_[p[:, 1], width - 1 - p[:, 0]]
+    yield (lambda a: np.rot90(a, 2)), lambda p: np.c_[width - 1 - p[:, 0], height - 1 - p[:, 1]]
+    yield np.transpose, lambda p: p[:, ::-1]
+
+
+@pytest.mark.parametrize("name", ["asymmetric", "dead_end", "t", "five_way"])
+def test_node_classes_are_invariant_under_flips_and_rotations(name):
+    mask = MASKS[name]
+    disks = node_disks(mask)
+    full, quarter = connectivity_labels(mask)
+    for transform, move in dihedral_maps(*mask.shape):
+        moved = node_disks(np.ascontiguousarray(transform(mask)))
+        assert sorted(moved[:, 3].tolist()) == sorted(disks[:, 3].tolist())
+        for x, y, _, node_class in np.c_[move(disks[:, :2]), disks[:, 2:]]:
+            same_class = moved[moved[:, 3] == node_class]
+            assert np.min(np.hypot(same_class[:, 0] - x, same_class[:, 1] - y)) <= 2.0
+        moved_full, moved_quarter = connectivity_labels(transform(mask))
+        assert classes(moved_full) == classes(transform(full))
+        assert classes(moved_quarter) == classes(transform(quarter))
+        # Disks move by at most a pixel or two: the labels agree almost everywhere.
+        assert np.mean(moved_full != transform(full)) < 0.01
+
+
+def test_quarter_label_keeps_every_disk_of_narrow_roads():
+    # 5 px roads, no disk margin: the dead-end disks have radius 2 at full resolution, 0.5 px at
+    # 1/4 without the minimum radius; the road itself is thinner than a 4x4 block.
+    narrow = drawn(((0, 40), (199, 40), 5), ((60, 40), (60, 150), 5), ((130, 40), (130, 0), 5),
+                   ((130, 40), (130, 150), 5))
+    params = LabelParams(spur_length=10, disk_margin=0)
+    disks = node_disks(narrow, params)
+    assert sorted(disks[:, 3].tolist()) == [DEAD_END, DEAD_END, THREE_WAY, FOUR_OR_MORE]
+    assert np.all(disks[disks[:, 3] == DEAD_END, 2] / 4 < 1)
+    full, quarter = connectivity_labels(narrow, params)
+    assert classes(full) == classes(quarter) == {0, 1, 2, 3, 4}
+    for x, y, _, node_class in disks:
+        row, col = (int(round((v + 0.5) / 4 - 0.5)) for v in (y, x))
+        assert quarter[row, col] == node_class
+
+
+def test_render_places_quarter_disks_on_the_same_ground():
+    disks = np.array([[10.0, 21.0, 0.5, DEAD_END], [33.5, 6.0, 8.0, THREE_WAY]])
+    full, quarter = render_labels(np.zeros((40, 48), bool), disks)
+    assert full[21, 10] == DEAD_END and np.count_nonzero(full == DEAD_END) == 1
+    # Full pixel 10 lies in quarter block 2 (pixels 8..11), pixel 21 in block 5 (20..23).
+    assert quarter[5, 2] == DEAD_END and np.count_nonzero(quarter == DEAD_END) <= 4
+    assert np.count_nonzero(full == THREE_WAY) == pytest.approx(np.pi * 64, rel=0.1)
+    assert np.count_nonzero(quarter == THREE_WAY) == pytest.approx(np.pi * 4, rel=0.35)
+
+
+def test_cache_returns_identical_labels_and_reuses_the_disk_file(tmp_path, monkeypatch):
+    mask_path = tmp_path / "tile.png"
+    cv2.imwrite(str(mask_path), ASYMMETRIC)
+    expected = connectivity_labels(ASYMMETRIC)
+    cache = LabelCache(LabelParams(), tmp_path / "cache")
+    first = cache.labels(mask_path, ASYMMETRIC)
+    files = list((tmp_path / "cache").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npz"
+    calls = []
+    monkeypatch.setattr(connectivity, "node_disks",
+                        lambda *args: calls.append(args) or np.zeros((0, 4)))
+    second = LabelCache(LabelParams(), tmp_path / "cache").labels(mask_path, ASYMMETRIC)
+    for a, b, c in zip(expected, first, second):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    assert calls == []
+    # A new mtime, or other parameters, derive anew.
+    os.utime(mask_path, ns=(0, 10**9))
+    LabelCache(LabelParams(), tmp_path / "cache").labels(mask_path, ASYMMETRIC)
+    LabelCache(LabelParams(disk_margin=5), tmp_path / "cache").labels(mask_path, ASYMMETRIC)
+    assert len(calls) == 2 and len(list((tmp_path / "cache").iterdir())) == 3
+
+
+def test_cache_without_folder_keeps_labels_in_memory(tmp_path, monkeypatch):
+    mask_path = tmp_path / "tile.png"
+    cv2.imwrite(str(mask_path), T_JUNCTION)
+    cache = LabelCache(LabelParams(), None)
+    first = cache.labels(mask_path, T_JUNCTION)
+    monkeypatch.setattr(connectivity, "node_disks", None)
+    np.testing.assert_array_equal(cache.labels(mask_path, T_JUNCTION)[0], first[0])
+    assert list(tmp_path.iterdir()) == [mask_path]
+
+
+def test_label_params_reject_bad_values():
+    with pytest.raises(ConfigError, match="labels.disk_margin"):
+        LabelParams(disk_margin=-1)
+    with pytest.raises(ConfigError, match="labels.min_quarter_radius"):
+        LabelParams(min_quarter_radius=0.5)
+
+
+def test_colorize_palette():
+    picture = colorize(np.array([[0, 1, 2], [3, 4, 255]], dtype=np.int64))
+    assert picture.shape == (2, 3, 3) and picture.dtype == np.uint8
+    assert picture[0, 0].tolist() == [0, 0, 0] and picture[1, 2].tolist() == [128, 128, 128]
+    assert len({tuple(rgb) for rgb in picture.reshape(-1, 3).tolist()}) == 6
+    with pytest.raises(ValueError, match="7"):
+        colorize(np.array([[7]]))
+
+
+def test_command_writes_class_ids_and_pictures(tmp_path):
+    mask_path = tmp_path / "mask.png"
+    cv2.imwrite(str(mask_path), CROSSING)
+    main([str(mask_path), str(tmp_path / "conn.png"), "--quarter", str(tmp_path / "conn4.png")])
+    full, quarter = connectivity_labels(CROSSING)
+    for name, expected in (("conn.png", full), ("conn4.png", quarter)):
+        written = cv2.imread(str(tmp_path / name), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(written, expected)
+    main([str(mask_path), str(tmp_path / "color.png"), "--color"])
+    picture = cv2.cvtColor(cv2.imread(str(tmp_path / "color.png")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(picture, colorize(full))
+
+
+def test_command_names_an_unreadable_mask(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(DataError, match="broken.png"):
+        main([str(bad), str(tmp_path / "out.png")])
+    with pytest.raises(DataError, match="missing.png"):
+        main([str(tmp_path / "missing.png"), str(tmp_path / "out.png")])
