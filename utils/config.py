@@ -37,6 +37,7 @@ class ConfigParser:
                  modification: dict[str, Any] | None = None, run_id: str | None = None) -> None:
         self._config = config
         self.resume = Path(resume) if resume is not None else None
+        self.options = argparse.Namespace()
         for key, value in (modification or {}).items():
             if value is not None:
                 set_by_path(self._config, key, value)
@@ -55,7 +56,7 @@ class ConfigParser:
         """Parse the command line: `-c`, `-r`, `-d`, the named `overrides` and `--set key=value`."""
         for override in overrides:
             parser.add_argument(*override.flags, type=override.type, default=None,
-                                help=f"sets {override.target}")
+                                dest=override.target, help=f"sets {override.target}")
         parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                             help="set any config key, e.g. --set trainer.epochs=3 (value parsed as JSON)")
         options = parser.parse_args(args)
@@ -70,9 +71,11 @@ class ConfigParser:
                 raise ConfigError(f"checkpoint {resume} holds no config: pass one with -c")
         else:
             raise ConfigError("give a config file with -c config.json, or a checkpoint with -r")
-        modification = {o.target: getattr(options, flag_name(o.flags)) for o in overrides}
+        modification = {o.target: getattr(options, o.target) for o in overrides}
         modification.update(parse_assignment(text) for text in options.set)
-        return cls(config, resume, modification)
+        parsed = cls(config, resume, modification)
+        parsed.options = options
+        return parsed
 
     def __getitem__(self, name: str) -> Any:
         return self._config[name]
@@ -137,10 +140,6 @@ class ConfigParser:
         log_file = logging.FileHandler(self.log_dir / "info.log")
         log_file.setFormatter(logging.Formatter(LOG_FORMAT))
         logging.getLogger().addHandler(log_file)
-
-
-def flag_name(flags: list[str]) -> str:
-    return max(flags, key=len).lstrip("-").replace("-", "_")
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

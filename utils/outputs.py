@@ -1,0 +1,92 @@
+"""Files that test.py writes for each tile, and the split-level tables."""
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import networkx as nx
+import numpy as np
+
+from data_loader.connectivity import colorize
+from data_loader.geo import GeoTransform, write_road_lines
+from utils.road_graph import graph_to_lines
+
+# Overlay colours (RGB): true positives green, false positives red, false negatives blue.
+TRUE_POSITIVE = (0, 200, 0)
+FALSE_POSITIVE = (230, 0, 0)
+FALSE_NEGATIVE = (0, 90, 255)
+
+
+class PredictionWriter:
+    """Writes masks/, prob/, conn/, overlay/ and graphs/ under `out`, plus the submission rows."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.submission: list[tuple[str, str]] = []
+        self.stems: list[str] = []
+        for folder in ("masks", "prob", "conn", "overlay", "graphs"):
+            (self.out / folder).mkdir(parents=True, exist_ok=True)
+
+    def write(self, stem: str, image: np.ndarray, road_probability: np.ndarray,
+              connectivity: np.ndarray, graph: nx.Graph, transform: GeoTransform | None,
+              true_mask: np.ndarray | None = None) -> None:
+        """Save one tile's prediction.
+
+        image (H, W, 3) uint8 RGB; road_probability (H, W) float in [0, 1]; connectivity (H, W)
+        class ids; true_mask (H, W) bool, when known, for the overlay.
+        """
+        self.stems.append(stem)
+        mask = road_probability > 0.5
+        write_picture(self.out / "masks" / f"{stem}.png", mask.astype(np.uint8) * 255)
+        write_picture(self.out / "prob" / f"{stem}.png", np.round(road_probability * 255).astype(np.uint8))
+        write_picture(self.out / "conn" / f"{stem}.png", colorize(connectivity.astype(np.uint8)))
+        if true_mask is not None:
+            write_picture(self.out / "overlay" / f"{stem}.jpg", overlay(image, mask, true_mask))
+        lines = graph_to_lines(graph)
+        write_road_lines(self.out / "graphs" / f"{stem}.geojson",
+                         [transform.to_lonlat(line) if transform else line for line in lines])
+        self.submission += [(stem, wkt_linestring(line)) for line in lines] or [(stem, "LINESTRING EMPTY")]
+
+    def write_submission(self) -> Path:
+        """`submission.csv` in the SpaceNet 3 format: ImageId,WKT_Pix, one row per LineString."""
+        path = self.out / "submission.csv"
+        with open(path, "w", newline="") as file:
+            rows = csv.writer(file)
+            rows.writerow(["ImageId", "WKT_Pix"])
+            rows.writerows(self.submission)
+        return path
+
+
+def overlay(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray,
+            opacity: float = 0.6) -> np.ndarray:
+    """The image with true positives, false positives and false negatives painted over it."""
+    painted = image.copy()
+    for colour, where in ((TRUE_POSITIVE, prediction & truth), (FALSE_POSITIVE, prediction & ~truth),
+                          (FALSE_NEGATIVE, ~prediction & truth)):
+        painted[where] = colour
+    return cv2.addWeighted(painted, opacity, image, 1 - opacity, 0)
+
+
+def wkt_linestring(points: np.ndarray) -> str:
+    """`LINESTRING (x y, x y, ...)` of an (N, 2) polyline in pixels."""
+    return "LINESTRING (" + ", ".join(f"{x:.2f} {y:.2f}" for x, y in points) + ")"
+
+
+def write_picture(path: Path, picture: np.ndarray) -> None:
+    """Write a grey (H, W) or RGB (H, W, 3) uint8 picture (PNG, or JPEG by the suffix)."""
+    if picture.ndim == 3:
+        picture = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), picture):
+        raise OSError(f"cannot write {path}")
+
+
+def write_tables(out: Path, summary: dict, rows: list[dict]) -> None:
+    """`metrics.json` (the split's metrics and settings) and `per_image.csv` (one row per tile)."""
+    with open(out / "metrics.json", "w") as file:
+        json.dump(summary, file, indent=2)
+        file.write("\n")
+    if rows:
+        with open(out / "per_image.csv", "w", newline="") as file:
+            table = csv.DictWriter(file, fieldnames=list(rows[0]))
+            table.writeheader()
+            table.writerows(rows)
