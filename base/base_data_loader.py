@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import (DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler,
+                              SequentialSampler)
 
 
 def seed_worker(worker_id: int) -> None:
@@ -23,24 +24,48 @@ def seed_worker(worker_id: int) -> None:
 def epoch_seed(seed: int, epoch: int) -> int:
     """A 63-bit seed mixing a run seed and an epoch, so that epoch e's order does not depend on
     how many epochs this process has already drawn (a resumed run sees the same orders)."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+class ShardSampler(Sampler[int]):
+    """Items rank, rank + world_size, ... in order: every item on exactly one process.
+
+    For evaluation, where DistributedSampler's padding would score some tiles twice; shards then
+    differ in length by at most one, which is safe as long as evaluation runs no per-batch
+    collective (the predictor runs the unwrapped model).
+    """
+
+    def __init__(self, dataset: Dataset, rank: int, world_size: int) -> None:
+        self.indices = range(rank, len(dataset), world_size)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class BaseDataLoader(DataLoader):
     """A DataLoader whose sampling is reproducible from `seed` and selectable per epoch.
 
-    Under `torch.distributed` each process reads its own shard through a DistributedSampler;
-    otherwise a RandomSampler (shuffle) or SequentialSampler. Call `set_epoch(epoch)` before each
-    epoch: it reseeds the order and tells the dataset, whose augmentation depends on the epoch.
+    Under `torch.distributed` each process reads its own shard: training through a
+    DistributedSampler (equal shards, as DDP needs the same number of steps everywhere),
+    evaluation (`training=False`) through a ShardSampler (each item exactly once). Otherwise a
+    RandomSampler (shuffle) or SequentialSampler. Call `set_epoch(epoch)` before each epoch: it
+    reseeds the order and tells the dataset, whose augmentation depends on the epoch.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int,
-                 seed: int = 0) -> None:
+                 seed: int = 0, training: bool = True) -> None:
         self.seed = seed
         self.shuffle = shuffle
         self._order_generator = torch.Generator()
-        if dist.is_available() and dist.is_initialized():
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed and training:
             sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+        elif distributed:
+            sampler = ShardSampler(dataset, dist.get_rank(), dist.get_world_size())
         elif shuffle:
             sampler = RandomSampler(dataset, generator=self._order_generator)
         else:

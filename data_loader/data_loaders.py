@@ -1,0 +1,47 @@
+"""Data loaders named by the config's `data_loader.type`."""
+from pathlib import Path
+
+from base.base_data_loader import BaseDataLoader
+from data_loader.datasets import RoadDataset, SpaceNetDataset
+from data_loader.transforms import SPACENET_MEAN, SPACENET_STD
+from utils.errors import ConfigError
+
+
+class RoadDataLoader(BaseDataLoader):
+    """Loader of a `<data_dir>/<split>/{images,masks}` dataset (Massachusetts, DeepGlobe style).
+
+    Training: batches of random crops, `crops_per_tile` per tile per epoch. Evaluation
+    (`training=False`): whole tiles. `split_loader("val")` gives the evaluation loader of another
+    split with the same data folder, normalisation and label parameters.
+    """
+
+    dataset_class = RoadDataset
+
+    def __init__(self, data_dir: str, split: str = "train", batch_size: int = 4,
+                 crop_size: int = 256, crops_per_tile: int = 8, shuffle: bool = True,
+                 num_workers: int = 2, augment_p: float = 0.5,
+                 mean: tuple[float, ...] = SPACENET_MEAN, std: tuple[float, ...] = SPACENET_STD,
+                 labels: dict | None = None, seed: int = 0, training: bool = True) -> None:
+        if not Path(data_dir).is_dir():
+            raise ConfigError(f"data_loader.args.data_dir: folder '{data_dir}' does not exist")
+        if batch_size < 1 or num_workers < 0:
+            raise ConfigError("data_loader.args: batch_size must be >= 1 and num_workers >= 0")
+        self.data_dir = data_dir
+        self.split = split
+        self.dataset_args = dict(crop_size=crop_size, crops_per_tile=crops_per_tile,
+                                 augment_p=augment_p, mean=mean, std=std, labels=labels)
+        dataset = self.dataset_class(data_dir, split, training=training, seed=seed,
+                                     **self.dataset_args)
+        super().__init__(dataset, batch_size, shuffle, num_workers, seed, training)
+
+    def split_loader(self, split: str) -> "RoadDataLoader":
+        """Whole-tile evaluation loader of `split` (e.g. "val", "test"): batch 1, in stem order."""
+        return type(self)(self.data_dir, split, batch_size=1, shuffle=False,
+                          num_workers=self.num_workers, seed=self.seed, training=False,
+                          **self.dataset_args)
+
+
+class SpaceNetDataLoader(RoadDataLoader):
+    """Loader of a prepared SpaceNet 3 dataset; items also carry `geojson_path` and `image_path`."""
+
+    dataset_class = SpaceNetDataset
