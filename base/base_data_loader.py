@@ -1,5 +1,6 @@
 """The base data loader: seeded, epoch-aware sampling for single-process and distributed runs."""
 import random
+import signal
 
 import cv2
 import numpy as np
@@ -19,6 +20,10 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
     random.seed(seed)
     cv2.setNumThreads(1)
+    # Ctrl-C and SIGTERM reach the whole process group. The main process answers them by saving a
+    # checkpoint and then shuts its workers down, so the workers must not die first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

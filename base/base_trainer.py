@@ -17,7 +17,7 @@ from torch import nn
 
 from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from utils.config import ConfigParser
-from utils.distributed import DistributedContext
+from utils.distributed import DistributedContext, all_reduce_sum
 from utils.errors import ConfigError, UserError
 
 logger = logging.getLogger("trainer")
@@ -70,7 +70,11 @@ class BaseTrainer:
         """Validate; return the logged values (e.g. `val/road_iou`)."""
 
     def train(self) -> None:
-        """Run epochs `start_epoch..epochs`; Ctrl-C or SIGTERM saves a resumable checkpoint."""
+        """Run epochs `start_epoch..epochs`.
+
+        Ctrl-C or SIGTERM saves a resumable checkpoint of the weights reached so far; resuming from
+        it repeats the interrupted epoch.
+        """
         if self.context.is_main and self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(log_dir=str(self.config.log_dir))
@@ -108,8 +112,22 @@ class BaseTrainer:
         return self.config.save_dir
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        """First signal: finish the current batch, then save and stop. A second one: stop now."""
+        if self._interrupted_by is not None:
+            raise KeyboardInterrupt
         self._interrupted_by = signum
-        raise TrainingInterrupted()
+        logger.warning("signal %d received: stopping after this batch (again to stop at once)", signum)
+
+    def _stop_if_interrupted(self) -> None:
+        """Called by subclasses between training batches: leave the loop if a stop was requested.
+
+        Under DDP the processes agree first, so that all of them stop at the same batch.
+        """
+        stop = self._interrupted_by is not None
+        if self.context.enabled:
+            stop = all_reduce_sum(torch.tensor(float(stop), device=self.device)).item() > 0
+        if stop:
+            raise TrainingInterrupted()
 
     def _update_monitor(self, log: dict[str, float]) -> bool:
         if self.monitor_mode == "off" or self.monitor_key not in log:

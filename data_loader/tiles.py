@@ -168,8 +168,8 @@ def _single_band_mask(path: Path, array: np.ndarray) -> np.ndarray:
 def read_mask(path: Path, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
     """(H, W) bool road mask; `expected_shape` is the (H, W) of the tile's image.
 
-    Masks should hold 0 and 255 only; other values (JPEG-like noise, anti-aliased edges) are
-    binarised at 127 with one warning per process, naming the first such file.
+    Masks should hold 0 and 255 (or 0 and 1); other values (JPEG-like noise, anti-aliased edges)
+    are binarised at 127 with one warning per process, naming the first such file.
     """
     global _odd_mask_warned
     path = Path(path)
@@ -179,6 +179,9 @@ def read_mask(path: Path, expected_shape: tuple[int, int] | None = None) -> np.n
             f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} (HxW) "
             f"but its image is {expected_shape[0]}x{expected_shape[1]}"
         )
+    if mask.max(initial=0) == 1:
+        # 0/1 masks (common in Massachusetts/DeepGlobe conversions) are unambiguous: keep them.
+        return mask == 1
     road = mask > 127
     if not _odd_mask_warned and np.any((mask != 0) & (mask != 255)):
         _odd_mask_warned = True

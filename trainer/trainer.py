@@ -83,6 +83,7 @@ class JointTrainer(BaseTrainer):
         bar = tqdm(self.data_loader, desc=f"epoch {epoch}/{self.epochs}", leave=False,
                    disable=not self.context.is_main, dynamic_ncols=True)
         for batch_index, batch in enumerate(bar):
+            self._stop_if_interrupted()
             batch = self._to_device(batch)
             terms = self._step(batch, epoch, batch_index)
             if terms is None:

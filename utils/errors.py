@@ -25,9 +25,19 @@ def run_cli(main: Callable[[], object]) -> NoReturn:
     try:
         main()
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(0)
+
+
+def one_line(error: UserError) -> str:
+    """The error's message; for one re-raised from a DataLoader worker (whose message carries the
+    worker's traceback), only the original message from its last line."""
+    message = str(error).strip()
+    if "Original Traceback" not in message:
+        return message
+    last = message.splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last
