@@ -38,7 +38,10 @@ def main(args: list[str] | None = None) -> None:
             "valid_split") else None
         model = config.init_obj("arch", module_arch)
         if context.enabled and settings.get("sync_bn", False):
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            if context.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            else:
+                logger.warning("trainer.sync_bn ignored: SyncBatchNorm needs CUDA")
         memory_format = (torch.channels_last if settings.get("channels_last", False)
                          and context.device.type == "cuda" else torch.contiguous_format)
         model = model.to(context.device, memory_format=memory_format)

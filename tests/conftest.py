@@ -28,8 +28,8 @@ def tiny_config(data_dir: Path, save_dir: Path, **trainer) -> dict:
                                          crops_per_tile=2, num_workers=0)
     config["lr_scheduler"]["args"]["T_max"] = 2
     config["predictor"].update(window=64, margin=8, batch_size=4)
-    config["trainer"].update(epochs=2, save_dir=str(save_dir), save_period=1, image_period=1,
-                             log_step=1, deterministic=True, **trainer)
+    config["trainer"].update({"epochs": 2, "save_dir": str(save_dir), "save_period": 1,
+                              "image_period": 1, "log_step": 1, "deterministic": True, **trainer})
     return config
 
 
