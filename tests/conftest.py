@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from data_loader.toy import generate
@@ -45,3 +47,11 @@ def run_command(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.
     environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=environment)
+
+
+def drawn(*roads, size=(200, 200)) -> np.ndarray:
+    """(H, W) uint8 0/255 mask of roads given as ((x0, y0), (x1, y1), width)."""
+    mask = np.zeros(size, dtype=np.uint8)
+    for start, end, width in roads:
+        cv2.line(mask, start, end, 255, width)
+    return mask

@@ -20,14 +20,7 @@ from data_loader.connectivity import (
     render_labels,
 )
 from utils.errors import ConfigError, DataError
-
-
-def drawn(*roads, size=(200, 200)) -> np.ndarray:
-    """(H, W) uint8 0/255 mask of roads given as ((x0, y0), (x1, y1), width)."""
-    mask = np.zeros(size, dtype=np.uint8)
-    for start, end, width in roads:
-        cv2.line(mask, start, end, 255, width)
-    return mask
+from tests.conftest import drawn
 
 
 def ring(center=(100, 80), radius=50, width=24, size=(200, 200)) -> np.ndarray:

@@ -13,14 +13,7 @@ from utils.road_graph import (
     prune_spurs,
     simplify_edges,
 )
-
-
-def drawn(*roads, size=(200, 200)) -> np.ndarray:
-    """(H, W) uint8 0/255 mask of roads given as ((x0, y0), (x1, y1), width)."""
-    mask = np.zeros(size, dtype=np.uint8)
-    for start, end, width in roads:
-        cv2.line(mask, start, end, 255, width)
-    return mask
+from tests.conftest import drawn
 
 
 def degrees(graph: nx.Graph) -> list[int]:
