@@ -54,6 +54,7 @@ class BaseTrainer:
         self.tensorboard = settings.get("tensorboard", True)
         self.writer = None
         self._interrupted_by: int | None = None
+        self.last_checkpoint: Path | None = None
         if config.resume is not None:
             self._resume_checkpoint(config.resume)
 
@@ -91,8 +92,10 @@ class BaseTrainer:
                         f"{k} {v:.4f}" for k, v in log.items() if k != "epoch"))
                 best = self._update_monitor(log)
                 not_improved = 0 if best or self.monitor_key not in log else not_improved + 1
-                if epoch % self.save_period == 0 or best or epoch == self.epochs:
-                    self._save_checkpoint(epoch, best=best)
+                if epoch % self.save_period == 0 or epoch == self.epochs:
+                    self._save_checkpoint(epoch)
+                if best:
+                    self._save_checkpoint(epoch, name="model_best.pth")
                 if not_improved > self.early_stop:
                     logger.info("%s did not improve for %d validations: early stop",
                                 self.monitor_key, self.early_stop)
@@ -167,16 +170,14 @@ class BaseTrainer:
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what `_extra_state` saved."""
 
-    def _save_checkpoint(self, epoch: int, best: bool = False, name: str | None = None) -> Path:
+    def _save_checkpoint(self, epoch: int, name: str | None = None) -> Path:
         path = self.checkpoint_dir / (name or f"checkpoint-epoch{epoch}.pth")
         if not self.context.is_main:
             return path
-        state = self._checkpoint_state(epoch)
-        save_checkpoint(state, path)
-        logger.info("saved checkpoint %s", path)
-        if best:
-            save_checkpoint(state, self.checkpoint_dir / "model_best.pth")
-            logger.info("saved model_best.pth (%s = %.4f)", self.monitor_key, self.monitor_best)
+        save_checkpoint(self._checkpoint_state(epoch), path)
+        self.last_checkpoint = path
+        logger.info("saved %s (%s %s)", path, self.monitor_key or "epoch",
+                    f"{self.monitor_best:.4f}" if name == "model_best.pth" else epoch)
         return path
 
     def _resume_checkpoint(self, path: Path) -> None:
@@ -195,6 +196,7 @@ class BaseTrainer:
             np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
             random.setstate((3, tuple(rng["python"]), None))
         self._load_extra_state(state)
+        self.last_checkpoint = Path(path)
         logger.info("resumed from %s at epoch %d", path, self.start_epoch)
 
 
