@@ -10,7 +10,8 @@ import numpy as np
 import tifffile
 
 from data_loader.geo import read_geotransform, read_road_lines, render_tile_mask
-from data_loader.toy import clip_polyline, generate, road_network, tile_transform
+from data_loader.toy import generate, tile_transform
+from data_loader.toy_roads import clip_polyline, road_network
 
 REPO = Path(__file__).resolve().parents[1]
 
