@@ -127,10 +127,11 @@ class JointTrainer(BaseTrainer):
         if finite.item() < 1:
             if self.skip_nonfinite:
                 return None
+            kept = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
+                    else "no checkpoint was saved before it")
             raise UserError(f"the loss is {loss.item()} (not finite) at epoch {epoch}, batch "
-                            f"{batch_index}; training stopped. The last good checkpoint is in "
-                            f"{self.checkpoint_dir}; set trainer.skip_nonfinite_loss to skip such "
-                            f"batches instead")
+                            f"{batch_index}; training stopped, {kept}; set "
+                            f"trainer.skip_nonfinite_loss to skip such batches instead")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.clip_grad_norm:

@@ -37,16 +37,32 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported content"
+        reason = refusal_reason(error)
+        if reason is None:
+            raise UserError(f"checkpoint {path} cannot be read: {first_line(error)}") from None
         raise UserError(
             f"checkpoint {path} was refused: it holds objects other than tensors and plain data "
             f"and is not loaded for safety ({reason})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise UserError(f"checkpoint {path} cannot be read: {str(error).splitlines()[0]}") from None
+    except Exception as error:  # a damaged file raises RuntimeError, EOFError, struct.error, ...
+        raise UserError(f"checkpoint {path} cannot be read: {first_line(error)}") from None
     if not isinstance(state, dict) or "state_dict" not in state:
         raise UserError(f"checkpoint {path} is not a checkpoint of this repo (no 'state_dict')")
     return state
+
+
+def refusal_reason(error: pickle.UnpicklingError) -> str | None:
+    """What torch's weights-only unpickler refused (e.g. `Unsupported global: GLOBAL io.open`), or
+    None when the error is a damaged file rather than a refused object."""
+    for line in str(error).splitlines():
+        if "Unsupported" in line:
+            return line.split("error:")[-1].split(". Please")[0].strip()
+    return None
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:

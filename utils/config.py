@@ -6,6 +6,7 @@ generic repeatable `--set dotted.key=value` for every key of the config.
 """
 import argparse
 import difflib
+import inspect
 import json
 import logging
 import os
@@ -20,6 +21,41 @@ from utils.errors import ConfigError
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class Expected(NamedTuple):
+    """What a config key must hold: one of `kinds` (bool is not an int here), at least `minimum`."""
+
+    kinds: tuple[type, ...]
+    required: bool = False
+    minimum: int | None = None
+
+
+# The keys that the commands read directly, checked when the config is parsed so that a missing key
+# or a value of the wrong type is reported before training starts rather than as a traceback hours
+# later. The `args` of sections named by a `type` are checked against the built class instead.
+EXPECTED_KEYS = {
+    "name": Expected((str,), required=True),
+    "arch": Expected((dict,), required=True),
+    "trainer": Expected((dict,), required=True),
+    "trainer.epochs": Expected((int,), required=True, minimum=1),
+    "trainer.seed": Expected((int,), required=True),
+    "trainer.save_dir": Expected((str,)),
+    "trainer.valid_split": Expected((str, type(None))),
+    "trainer.monitor": Expected((str,)),
+    "trainer.early_stop": Expected((int, type(None)), minimum=0),
+    "trainer.clip_grad_norm": Expected((int, float, type(None))),
+    **{f"trainer.{key}": Expected((int,), minimum=1)
+       for key in ("save_period", "val_period", "log_step", "image_period")},
+    **{f"trainer.{key}": Expected((bool,))
+       for key in ("deterministic", "tensorboard", "amp", "channels_last", "compile", "sync_bn",
+                   "skip_nonfinite_loss")},
+    "predictor": Expected((dict,), required=True),
+    "metrics": Expected((dict,), required=True),
+    "metrics.rho": Expected((int,), required=True, minimum=0),
+    "metrics.apls": Expected((dict,)),
+    "graph": Expected((dict,)),
+}
 
 
 class Override(NamedTuple):
@@ -41,9 +77,7 @@ class ConfigParser:
         for key, value in (modification or {}).items():
             if value is not None:
                 set_by_path(self._config, key, value)
-        for key in ("name", "arch", "trainer"):
-            if key not in self._config:
-                raise ConfigError(f"config has no '{key}' section")
+        check_expected_keys(self._config)
         save_dir = Path(self._config["trainer"].get("save_dir", "saved"))
         name = self._config["name"]
         self.run_id = run_id or datetime.now().strftime("%Y%m%d_%H%M%S")
@@ -92,6 +126,7 @@ class ConfigParser:
         factory, config_kwargs = self._lookup(name, module)
         if set(kwargs) & set(config_kwargs):
             raise ConfigError(f"'{name}.args' may not set {sorted(set(kwargs) & set(config_kwargs))}")
+        check_argument_kinds(f"{name}.args", factory, config_kwargs)
         try:
             return factory(*args, **config_kwargs, **kwargs)
         except TypeError as error:
@@ -140,6 +175,57 @@ class ConfigParser:
         log_file = logging.FileHandler(self.log_dir / "info.log")
         log_file.setFormatter(logging.Formatter(LOG_FORMAT))
         logging.getLogger().addHandler(log_file)
+
+
+def check_expected_keys(config: dict) -> None:
+    """Raise ConfigError naming the first key of EXPECTED_KEYS that is missing or holds a wrong value."""
+    for dotted_key, expected in EXPECTED_KEYS.items():
+        *parents, leaf = dotted_key.split(".")
+        node = config
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue  # its section is absent (optional) or was reported by an earlier entry
+        if leaf not in node:
+            if expected.required:
+                raise ConfigError(f"config has no '{leaf}' section" if not parents
+                                  else f"config key '{dotted_key}' is missing")
+            continue
+        value = node[leaf]
+        if isinstance(value, bool) != (bool in expected.kinds) or not isinstance(value, expected.kinds):
+            names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in expected.kinds)
+            raise ConfigError(f"config key '{dotted_key}' expects {names}, got {value!r}")
+        if expected.minimum is not None and value is not None and value < expected.minimum:
+            raise ConfigError(f"config key '{dotted_key}' must be >= {expected.minimum}, got {value}")
+
+
+def value_kind(value: Any) -> str | None:
+    """The JSON kind of a value: boolean, number, string, array or object (None for others)."""
+    if isinstance(value, bool):
+        return "boolean"
+    for kinds, name in (((int, float), "number"), (str, "string"), ((list, tuple), "array"),
+                        (dict, "object")):
+        if isinstance(value, kinds):
+            return name
+    return None
+
+
+def check_argument_kinds(section: str, factory: Any, kwargs: dict) -> None:
+    """Raise ConfigError for a configured argument whose JSON kind differs from that of its default
+    (e.g. `"num_feats": "16"`), which would otherwise fail deep inside the constructor. Arguments
+    without a default or with a None default, and null values, are left to the constructor."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # some builtins have no signature
+        return
+    for key, value in kwargs.items():
+        parameter = parameters.get(key)
+        if value is None or parameter is None or parameter.default is inspect.Parameter.empty:
+            continue
+        expected = value_kind(parameter.default)
+        if expected is not None and value_kind(value) != expected:
+            raise ConfigError(f"config key '{section}.{key}' expects a {expected} "
+                              f"(default {parameter.default!r}), got {value!r}")
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
