@@ -186,6 +186,8 @@ def main() -> None:
     print(f"wrote {sum(written.values())} tiles to {args.dst} ({per_split or 'none'})")
     print(f"skipped {sum(skipped.values())} tiles" + "".join(
         f"\n  {reason}: {count}" for reason, count in sorted(skipped.items())))
+    if not written:
+        raise DataError(f"{args.src}: every tile was skipped, nothing was written (see the warnings)")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def config_file(tmp_path, tiny_dataset) -> Path:
 
 def run_command(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `python <args>` as a user would, from the repo root, and capture its output."""
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=environment)
 

@@ -385,7 +385,7 @@ CASES = [
          lambda w: ["--src", w.tmp / "nowhere", "--dst", w.tmp / "prepared"], 2, ("nowhere", "not found")),
     Case("raw tiles damaged", "data_loader.spacenet",
          lambda w: ["--src", raw_spacenet_aoi(w), "--dst", w.tmp / "prepared", "--split", "train"],
-         0, ("warning: skipped", "RGB-PanSharpen_AOI_2_Vegas_img1.tif", "img2.geojson")),
+         2, ("AOI_2_Vegas_Roads_Train", "every tile was skipped")),
     # A non-finite loss names where it happened.
     Case("loss overflows", "train.py", lambda w: ["-c", w.config({"optimizer.args.lr": 1e30})],
          2, ("not finite", "at epoch 1, batch", "no checkpoint was saved"), before_training=False),
