@@ -50,7 +50,7 @@ def main(args: list[str] | None = None) -> None:
     tta = options.tta or config["predictor"].get("tta", False)
     predictor = SlidingWindowPredictor(
         network, device=device, autocast_dtype=autocast_dtype_for(device, config["trainer"].get("amp", True)),
-        **{**config["predictor"], "tta": tta})
+        **{**config.checked_section("predictor", SlidingWindowPredictor), "tta": tta})
     out = Path(options.out) if options.out else config.resume.parent / "test"
     try:
         writer = PredictionWriter(out)
@@ -78,8 +78,9 @@ def evaluate_split(split: str, predictor: SlidingWindowPredictor, writer: Predic
                    "batch_size": 1, "shuffle": False}
     loader = config.find_type("data_loader", module_data)(**loader_args)
     tiles = {tile.stem: tile for tile in loader.dataset.tiles}
-    evaluation = config["metrics"]
-    metrics = RoadMetrics(rho=evaluation["rho"])
+    graph_args = config.checked_section("graph", mask_to_graph)
+    apls_args = config.checked_section("metrics.apls", apls)
+    metrics = RoadMetrics(rho=config["metrics"]["rho"])
     rows, graph_sources = [], set()
     for batch in tqdm(loader, desc=f"test {split}", dynamic_ncols=True):
         tile = tiles[batch["stem"][0]]
@@ -89,10 +90,10 @@ def evaluate_split(split: str, predictor: SlidingWindowPredictor, writer: Predic
         true_mask = batch["mask"][0].numpy().astype(bool)
         scores = metrics.update(probability > 0.5, true_mask, predicted_conn, batch["conn"][0].numpy())
         transform = read_geotransform(tile.image_path)
-        graph = mask_to_graph(probability > 0.5, **config.get("graph", {}))
-        truth, source = ground_truth_graph(tile, transform, true_mask, config.get("graph", {}))
+        graph = mask_to_graph(probability > 0.5, **graph_args)
+        truth, source = ground_truth_graph(tile, transform, true_mask, graph_args)
         graph_sources.add(source)
-        scores["apls"] = apls(truth, graph, **evaluation.get("apls", {})).apls
+        scores["apls"] = apls(truth, graph, **apls_args).apls
         writer.write(tile.stem, read_image(tile.image_path), probability, predicted_conn, graph,
                      transform, true_mask)
         rows.append({"stem": tile.stem, **{k: round(v, 6) for k, v in scores.items()}})
@@ -115,11 +116,12 @@ def predict_folder(folder: Path, predictor: SlidingWindowPredictor, writer: Pred
                    config: ConfigParser) -> None:
     """Predict every image of `folder` (no ground truth): masks, probabilities, connectivity, graphs."""
     normalisation = {key: config["data_loader"]["args"][key] for key in ("mean", "std")}
+    graph_args = config.checked_section("graph", mask_to_graph)
     for item in tqdm(ImageFolderDataset(folder, **normalisation), desc="predict", dynamic_ncols=True):
         seg, conn = predictor(item["image"])
         probability = seg.softmax(0)[1].numpy()
         transform = read_geotransform(Path(item["image_path"]))
-        graph = mask_to_graph(probability > 0.5, **config.get("graph", {}))
+        graph = mask_to_graph(probability > 0.5, **graph_args)
         writer.write(item["stem"], item["raw_image"].numpy(), probability, conn.argmax(0).numpy(),
                      graph, transform)
 

@@ -93,7 +93,7 @@ def test_missing_key_is_named(tmp_path):
 
 def test_bad_argument_to_constructor_names_the_section():
     config = parse("--set", "loss.args={\"seg_weight\": 1, \"colour\": 2}")
-    with pytest.raises(ConfigError, match="'loss'.*colour"):
+    with pytest.raises(ConfigError, match="unknown config key 'loss.args.colour'; known: seg_weight"):
         config.init_obj("loss", module_loss)
 
 
@@ -114,3 +114,16 @@ def test_run_folders_follow_save_dir(tmp_path):
     saved = json.loads((config.save_dir / "config.json").read_text())
     assert saved["trainer"]["save_dir"] == str(tmp_path)
     assert (config.log_dir / "info.log").exists()
+
+
+def test_checked_section_refuses_unknown_and_mistyped_keys():
+    from utils.predictor import SlidingWindowPredictor
+    config = parse()
+    assert config.checked_section("predictor", SlidingWindowPredictor)["window"] == 512
+    config["predictor"]["windw"] = 256
+    with pytest.raises(ConfigError, match="unknown config key 'predictor.windw'"):
+        config.checked_section("predictor", SlidingWindowPredictor)
+    del config["predictor"]["windw"]
+    config["predictor"]["margin"] = "wide"
+    with pytest.raises(ConfigError, match="'predictor.margin' expects a number"):
+        config.checked_section("predictor", SlidingWindowPredictor)

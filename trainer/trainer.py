@@ -56,7 +56,7 @@ class JointTrainer(BaseTrainer):
             self.model = torch.compile(self.model)
         self.predictor = SlidingWindowPredictor(
             self._unwrapped_model(), device=context.device, autocast_dtype=self.autocast_dtype,
-            **config["predictor"])
+            **config.checked_section("predictor", SlidingWindowPredictor))
 
     def metric_names(self) -> set[str]:
         num_stacks = self.config["arch"]["args"].get("num_stacks", 2)

@@ -137,6 +137,17 @@ class ConfigParser:
         factory, config_kwargs = self._lookup(name, module)
         return partial(factory, *args, **config_kwargs, **kwargs)
 
+    def checked_section(self, dotted_key: str, factory: Any) -> dict:
+        """The keyword arguments at `dotted_key` (e.g. "predictor"), checked against `factory`'s
+        signature: unknown names and values of the wrong kind are reported naming the key."""
+        section: Any = self._config
+        for key in dotted_key.split("."):
+            section = section.get(key, {}) if isinstance(section, dict) else None
+        if not isinstance(section, dict):
+            raise ConfigError(f"config key '{dotted_key}' must be an object")
+        check_argument_kinds(dotted_key, factory, section)
+        return dict(section)
+
     def find_type(self, name: str, module: ModuleType) -> Any:
         """The class or function that `config[name].type` names in `module`."""
         return self._lookup(name, module)[0]
@@ -218,8 +229,13 @@ def check_argument_kinds(section: str, factory: Any, kwargs: dict) -> None:
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # some builtins have no signature
         return
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     for key, value in kwargs.items():
         parameter = parameters.get(key)
+        if parameter is None and not open_ended:
+            known = [name for name, p in parameters.items()
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"]
+            raise ConfigError(f"unknown config key '{section}.{key}'; known: {', '.join(known)}")
         if value is None or parameter is None or parameter.default is inspect.Parameter.empty:
             continue
         expected = value_kind(parameter.default)
