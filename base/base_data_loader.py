@@ -14,12 +14,14 @@ def seed_worker(worker_id: int) -> None:
     """Seed numpy's and Python's global generators from the torch seed of this worker.
 
     Augmentation draws from its own per-item generator; this protects any library code that falls
-    back on the global ones. One OpenCV thread per worker: the workers are the parallelism.
+    back on the global ones. OpenCV runs sequentially in a worker: the workers are the parallelism.
     """
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    cv2.setNumThreads(1)
+    # 0 turns OpenCV's threading off. setNumThreads(1) instead resizes the thread pool inherited
+    # through fork, whose threads do not exist in the child: it hung about one fork in three here.
+    cv2.setNumThreads(0)
     # Ctrl-C and SIGTERM reach the whole process group. The main process answers them by saving a
     # checkpoint and then shuts its workers down, so the workers must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
