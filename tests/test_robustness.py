@@ -32,7 +32,7 @@ import torch
 
 import data_loader.tiles as tiles
 import model.loss as module_loss
-from tests.conftest import REPO, tiny_config
+from tests.conftest import REPO, run_command, tiny_config
 
 SCRIPTS = {"train.py": REPO / "train.py", "test.py": REPO / "test.py",
            "data_loader.spacenet": REPO / "data_loader" / "spacenet.py"}
@@ -517,3 +517,13 @@ def test_signal_saves_a_resumable_checkpoint_and_the_run_resumes(signum, num_wor
     assert outcome.code == 0, outcome.stderr
     assert f"resumed from {interrupted} at epoch {next_epoch}" in outcome.stderr
     assert (run_folder(tmp_path / "saved") / f"checkpoint-epoch{next_epoch}.pth").is_file()
+
+
+def test_monitoring_validation_without_a_validation_split_is_refused(tmp_path, tiny_dataset):
+    config = tiny_config(tiny_dataset, tmp_path / "saved", valid_split=None)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = run_command("train.py", "-c", str(path))
+    assert result.returncode == 2
+    assert "trainer.monitor names 'val/road_iou', which is never logged" in result.stderr
+    assert "Traceback" not in result.stderr

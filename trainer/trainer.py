@@ -63,6 +63,8 @@ class JointTrainer(BaseTrainer):
         parts = ["final"] + [f"stack{i + 1}" for i in range(num_stacks)]
         train = {"train/loss", "train/lr"} | {f"train/{task}/{part}" for task in ("seg", "conn")
                                              for part in parts}
+        if self.valid_data_loader is None:
+            return train
         valid = {"val/loss", "val/seg", "val/conn"} | {f"val/{name}" for name in VALIDATION_METRICS}
         return train | valid
 
