@@ -21,7 +21,9 @@ def main(args: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-c", "--config", help="config file (default: the checkpoint's config)")
     parser.add_argument("-r", "--resume", help="checkpoint to resume from")
-    parser.add_argument("-d", "--device", help="CUDA device ids to use, e.g. 0,1")
+    parser.add_argument("-d", "--device",
+                        help="CUDA_VISIBLE_DEVICES, e.g. 0 or 2,3 (one process uses the first; "
+                             "torchrun starts one per GPU)")
     config = ConfigParser.from_args(parser, [
         Override(["--lr", "--learning-rate"], float, "optimizer.args.lr"),
         Override(["--bs", "--batch-size"], int, "data_loader.args.batch_size"),
@@ -54,6 +56,8 @@ def main(args: list[str] | None = None) -> None:
                                 valid_data_loader, lr_scheduler)
         if context.is_main:
             config.prepare_run_dirs()
+            if config.resume is not None:
+                logger.info("resumed from %s at epoch %d", config.resume, trainer.start_epoch)
             logger.info("%s on %s, %d process(es); %s trainable parameters; run folder %s",
                         type(model).__name__, context.device, context.world_size,
                         f"{model.num_parameters():,}", config.save_dir)

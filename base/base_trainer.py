@@ -7,7 +7,7 @@ import logging
 import math
 import random
 import signal
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ class TrainingInterrupted(Exception):
     """Raised inside the loop when SIGINT or SIGTERM arrives, so a checkpoint can be written."""
 
 
-class BaseTrainer:
+class BaseTrainer(ABC):
     """Epoch loop with monitoring, early stopping, TensorBoard and atomic, resumable checkpoints."""
 
     def __init__(self, model: nn.Module, criterion: Any, optimizer: torch.optim.Optimizer,
@@ -50,6 +50,7 @@ class BaseTrainer:
             raise ConfigError(f"trainer.monitor names '{self.monitor_key}', which is never logged; "
                               f"choose one of {', '.join(sorted(self.metric_names()))}")
         self.monitor_best = {"min": math.inf, "max": -math.inf, "off": 0.0}[self.monitor_mode]
+        self.not_improved = 0  # validations since monitor_best last improved
         self.start_epoch = 1
         self.tensorboard = settings.get("tensorboard", True)
         self.writer = None
@@ -82,7 +83,6 @@ class BaseTrainer:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         epoch = self.start_epoch - 1
         try:
-            not_improved = 0
             for epoch in range(self.start_epoch, self.epochs + 1):
                 log = {"epoch": epoch, **self._train_epoch(epoch)}
                 if epoch % self.val_period == 0 or epoch == self.epochs:
@@ -91,12 +91,13 @@ class BaseTrainer:
                     logger.info("epoch %d  %s", epoch, "  ".join(
                         f"{k} {v:.4f}" for k, v in log.items() if k != "epoch"))
                 best = self._update_monitor(log)
-                not_improved = 0 if best or self.monitor_key not in log else not_improved + 1
+                if self.monitor_key in log:
+                    self.not_improved = 0 if best else self.not_improved + 1
                 if epoch % self.save_period == 0 or epoch == self.epochs:
                     self._save_checkpoint(epoch)
                 if best:
                     self._save_checkpoint(epoch, name="model_best.pth")
-                if not_improved > self.early_stop:
+                if self.not_improved > self.early_stop:
                     logger.info("%s did not improve for %d validations: early stop",
                                 self.monitor_key, self.early_stop)
                     break
@@ -153,11 +154,13 @@ class BaseTrainer:
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
             "monitor_best": self.monitor_best,
+            "not_improved": self.not_improved,
             "config": self.config.config,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+                "numpy_position": np.random.get_state()[2],
                 "python": list(random.getstate()[1]),
             },
             **self._extra_state(),
@@ -188,16 +191,17 @@ class BaseTrainer:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.start_epoch = state["epoch"] + 1
         self.monitor_best = state.get("monitor_best", self.monitor_best)
+        self.not_improved = state.get("not_improved", 0)
         rng = state.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])
             if torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
                 torch.cuda.set_rng_state_all(rng["cuda"])
-            np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
+            np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32),
+                                 rng.get("numpy_position", 624), 0, 0.0))
             random.setstate((3, tuple(rng["python"]), None))
         self._load_extra_state(state)
         self.last_checkpoint = Path(path)
-        logger.info("resumed from %s at epoch %d", path, self.start_epoch)
 
 
 def parse_monitor(text: str) -> tuple[str, str]:

@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import os
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -211,8 +212,16 @@ class LabelCache:
     def _store(self, key: str, disks: np.ndarray) -> None:
         if self.cache_dir is None:
             return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
+        except OSError as error:
+            # A read-only dataset still trains: the labels stay in this process's memory cache.
+            warnings.warn(f"{self.cache_dir}: label cache not writable ({error.strerror}); set "
+                          "data_loader.args.label_cache_dir to keep labels between runs",
+                          stacklevel=2)
+            self.cache_dir = None
+            return
         try:
             with os.fdopen(handle, "wb") as file:
                 np.savez(file, disks=disks)

@@ -4,9 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from data_loader.connectivity import IGNORE_INDEX
 from model.network import RoadOutputs
-
-IGNORE_INDEX = 255
 
 
 def soft_iou_loss(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX,

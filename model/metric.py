@@ -139,7 +139,8 @@ class RoadMetrics:
 
     # Additive totals, in the order of `state_tensor` (the confusion matrix follows them).
     _TOTALS = ("tp", "fp", "fn", "image_iou_sum", "images",
-               "pred_hits", "pred_total", "true_hits", "true_total", "conn_images")
+               "pred_hits", "pred_total", "true_hits", "true_total", "conn_images",
+               "image_precision_sum", "image_recall_sum", "image_f1_sum")
 
     def __init__(self, rho: int = 3, conn_classes: int = 5):
         if not isinstance(rho, int) or rho < 0:
@@ -169,6 +170,8 @@ class RoadMetrics:
         for key, value in zip(self._TOTALS, (tp, fp, fn, scores["iou"], 1,
                                              pred_hits, pred_total, true_hits, true_total)):
             self.totals[key] += value
+        for name in ("precision", "recall", "f1"):
+            self.totals[f"image_{name}_sum"] += scores[name]
         if pred_conn is not None:
             confusion = connectivity_confusion(pred_conn, true_conn, self.conn_classes)
             self.confusion += confusion
@@ -195,10 +198,12 @@ class RoadMetrics:
         }
 
     def result(self) -> dict:
-        """Split scores: road_iou, precision, recall, f1, mean_image_iou, relaxed_precision,
-        relaxed_recall, relaxed_f1, conn_miou (floats; all nan before any update)."""
-        keys = ("road_iou", "precision", "recall", "f1", "mean_image_iou",
-                "relaxed_precision", "relaxed_recall", "relaxed_f1", "conn_miou")
+        """Split scores: road_iou, precision, recall, f1 (pixels accumulated over the split), their
+        per-image means mean_image_iou, mean_image_precision, mean_image_recall, mean_image_f1,
+        relaxed_precision, relaxed_recall, relaxed_f1, conn_miou (floats; nan before any update)."""
+        keys = ("road_iou", "precision", "recall", "f1", "mean_image_iou", "mean_image_precision",
+                "mean_image_recall", "mean_image_f1", "relaxed_precision", "relaxed_recall",
+                "relaxed_f1", "conn_miou")
         t = self.totals
         if t["images"] == 0:
             return dict.fromkeys(keys, math.nan)
@@ -210,6 +215,9 @@ class RoadMetrics:
             "recall": scores["recall"],
             "f1": scores["f1"],
             "mean_image_iou": t["image_iou_sum"] / t["images"],
+            "mean_image_precision": t["image_precision_sum"] / t["images"],
+            "mean_image_recall": t["image_recall_sum"] / t["images"],
+            "mean_image_f1": t["image_f1_sum"] / t["images"],
             "relaxed_precision": scores["relaxed_precision"],
             "relaxed_recall": scores["relaxed_recall"],
             "relaxed_f1": scores["relaxed_f1"],
@@ -217,7 +225,7 @@ class RoadMetrics:
         }
 
     def state_tensor(self) -> torch.Tensor:
-        """(10 + conn_classes**2,) float64 tensor of every additive total, for `all_reduce`.
+        """(13 + conn_classes**2,) float64 tensor of every additive total, for `all_reduce`.
 
         float64 holds pixel counts exactly up to 2**53 (about 5e9 SpaceNet tiles).
         """

@@ -10,9 +10,6 @@ from model.blocks import ATTENTION_KINDS, ResidualBlock, residual_group
 from model.heads import FinalClassifier, TaskHead
 from model.hourglass import Hourglass
 
-STRIDE = 32  # the stem's 1/4 times the hourglass' 2**3
-
-
 class RoadOutputs(NamedTuple):
     """Logits of every stack, then the final full-resolution ones.
 

@@ -225,3 +225,16 @@ def test_command_names_an_unreadable_mask(tmp_path):
         main([str(bad), str(tmp_path / "out.png")])
     with pytest.raises(DataError, match="missing.png"):
         main([str(tmp_path / "missing.png"), str(tmp_path / "out.png")])
+
+
+def test_unwritable_cache_folder_warns_and_keeps_labels_in_memory(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should go")
+    mask_path = tmp_path / "mask.png"
+    cv2.imwrite(str(mask_path), T_JUNCTION)
+    cache = LabelCache(LabelParams(), blocker / "cache")
+    with pytest.warns(UserWarning, match="label cache not writable"):
+        full, _ = cache.labels(mask_path, T_JUNCTION)
+    assert THREE_WAY in full
+    again, _ = cache.labels(mask_path, T_JUNCTION)
+    np.testing.assert_array_equal(full, again)

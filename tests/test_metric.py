@@ -116,6 +116,7 @@ def test_empty_prediction_on_an_image_with_roads_scores_zero():
 def test_result_keys_and_nan_before_any_update():
     result = RoadMetrics().result()
     assert list(result) == ["road_iou", "precision", "recall", "f1", "mean_image_iou",
+                            "mean_image_precision", "mean_image_recall", "mean_image_f1",
                             "relaxed_precision", "relaxed_recall", "relaxed_f1", "conn_miou"]
     assert all(math.isnan(value) for value in result.values())
 
@@ -131,10 +132,28 @@ def test_state_tensor_sums_like_one_accumulator():
         together.update(*image)
         parts[index % 2].update(*image)
     state = parts[0].state_tensor() + parts[1].state_tensor()
-    assert state.dtype == torch.float64 and state.shape == (10 + 25,)
+    assert state.dtype == torch.float64 and state.shape == (13 + 25,)
     merged = RoadMetrics(rho=2)
     merged.load_state_tensor(state)
     assert merged.result() == pytest.approx(together.result())
     np.testing.assert_array_equal(merged.confusion, together.confusion)
     with pytest.raises(ValueError, match="shape"):
         merged.load_state_tensor(state[:-1])
+
+
+def test_per_image_means_of_precision_recall_f1():
+    # Image A: perfect (P = R = F1 = 1). Image B: 1 predicted pixel on 2 true ones: P = 1, R = 1/2,
+    # F1 = 2/3. Means: P 1, R 3/4, F1 5/6; pooled over pixels: P 3/3, R 3/4.
+    metrics = RoadMetrics(rho=0)
+    a = np.zeros((4, 4), bool)
+    a[0, :2] = True
+    metrics.update(a, a)
+    pred, true = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    pred[2, 0] = True
+    true[2, :2] = True
+    metrics.update(pred, true)
+    result = metrics.result()
+    assert result["mean_image_precision"] == pytest.approx(1.0)
+    assert result["mean_image_recall"] == pytest.approx(0.75)
+    assert result["mean_image_f1"] == pytest.approx(5 / 6)
+    assert result["recall"] == pytest.approx(3 / 4)
