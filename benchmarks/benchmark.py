@@ -64,7 +64,7 @@ from data_loader.connectivity import connectivity_labels
 from data_loader.transforms import quarter_mask
 from model.loss import JointLoss
 from model.network import StackedHourglassRoadNet
-from trainer.trainer import autocast_dtype_for
+from trainer.trainer import autocast_dtype_for, forward_loss, optimise
 from utils.apls import apls
 from utils.errors import ConfigError, run_cli
 from utils.predictor import SlidingWindowPredictor
@@ -247,19 +247,13 @@ def training_throughput(mode: TrainingMode, settings: Settings, device: torch.de
     dtype = amp_dtype(device) if mode.amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     network = torch.compile(model) if mode.compile else model
-    image = batch["image"].contiguous(memory_format=memory_format)
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            outputs = network(image)
-        loss = criterion(outputs, batch)["total"]
+        loss = forward_loss(network, criterion, batch, dtype, mode.channels_last)["total"]
         # The trainer checks every loss too; a benchmark that trains on NaN would mean nothing.
         if not torch.isfinite(loss):
             raise RuntimeError(f"{mode.name}: non-finite loss {loss.item()}")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        optimise(loss, network, optimizer, scaler)
 
     peak = PeakMemory(device)
     seconds, memory = timed(step, settings.warmup_steps, settings.steps, device, peak)

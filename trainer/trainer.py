@@ -30,6 +30,32 @@ def autocast_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | Non
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def forward_loss(model: nn.Module, criterion: Any, batch: dict[str, Tensor],
+                 autocast_dtype: torch.dtype | None, channels_last: bool) -> dict[str, Tensor]:
+    """The loss terms of one batch: forward under autocast, loss in float32.
+
+    batch: `image` (B, 3, h, w) and the targets the criterion reads, on the model's device.
+    """
+    image = batch["image"]
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(image.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        outputs = model(image)
+    return criterion(outputs, batch)
+
+
+def optimise(loss: Tensor, model: nn.Module, optimizer: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler, clip_grad_norm: float | None = None) -> None:
+    """Backward and one optimizer step, through the gradient scaler (a no-op unless fp16)."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_grad_norm:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 class JointTrainer(BaseTrainer):
     """Trains segmentation and connectivity jointly on random crops; validates on whole tiles."""
 
@@ -115,13 +141,7 @@ class JointTrainer(BaseTrainer):
         return log
 
     def _step(self, batch: dict[str, Tensor], epoch: int, batch_index: int) -> dict[str, Tensor] | None:
-        image = batch["image"]
-        if self.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype,
-                            enabled=self.autocast_dtype is not None):
-            outputs = self.model(image)
-        terms = self.criterion(outputs, batch)
+        terms = forward_loss(self.model, self.criterion, batch, self.autocast_dtype, self.channels_last)
         loss = terms["total"]
         finite = torch.isfinite(loss).float()
         if self.context.enabled:
@@ -134,13 +154,7 @@ class JointTrainer(BaseTrainer):
             raise UserError(f"the loss is {loss.item()} (not finite) at epoch {epoch}, batch "
                             f"{batch_index}; training stopped, {kept}; set "
                             f"trainer.skip_nonfinite_loss to skip such batches instead")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.clip_grad_norm:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        optimise(loss, self.model, self.optimizer, self.scaler, self.clip_grad_norm)
         return terms
 
     def _valid_epoch(self, epoch: int) -> dict[str, float]:
