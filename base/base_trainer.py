@@ -179,8 +179,10 @@ class BaseTrainer(ABC):
             return path
         save_checkpoint(self._checkpoint_state(epoch), path)
         self.last_checkpoint = path
-        logger.info("saved %s (%s %s)", path, self.monitor_key or "epoch",
-                    f"{self.monitor_best:.4f}" if name == "model_best.pth" else epoch)
+        if name == "model_best.pth":
+            logger.info("saved %s (%s %.4f)", path, self.monitor_key, self.monitor_best)
+        else:
+            logger.info("saved %s (epoch %d)", path, epoch)
         return path
 
     def _resume_checkpoint(self, path: Path) -> None:
