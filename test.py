@@ -15,17 +15,17 @@ from tqdm import tqdm
 import data_loader.data_loaders as module_data
 import model.network as module_arch
 from data_loader.datasets import ImageFolderDataset
-from data_loader.geo import read_geotransform, read_road_lines
+from roads.geo import read_geotransform, read_road_lines
 from data_loader.tiles import Tile, read_image
-from model.metric import RoadMetrics
+from evaluation.metrics import RoadMetrics
 from trainer.trainer import autocast_dtype_for
-from utils.apls import apls
+from evaluation.apls import apls
 from utils.checkpoint import load_checkpoint, load_model_state
 from utils.config import ConfigParser
 from utils.errors import ConfigError, run_cli
-from utils.outputs import PredictionWriter, write_tables
-from utils.predictor import SlidingWindowPredictor
-from utils.road_graph import lines_to_graph, mask_to_graph
+from evaluation.writer import PredictionWriter, write_tables
+from evaluation.predictor import SlidingWindowPredictor
+from roads.graph import lines_to_graph, mask_to_graph
 
 logger = logging.getLogger("test")
 

@@ -1,4 +1,4 @@
-"""Seconds per tile of `utils.apls.apls` on a SpaceNet-sized street network.
+"""Seconds per tile of `evaluation.apls.apls` on a SpaceNet-sized street network.
 
 Ground truth: a random tree over a jittered 10 x 10 street grid (70 px blocks) plus 51 loops,
 150 gently curved edges, about 10,000 px of road on a 1300 x 1300 tile. Proposal: the same
@@ -13,7 +13,7 @@ import time
 import networkx as nx
 import numpy as np
 
-from utils.apls import apls
+from evaluation.apls import apls
 from utils.errors import run_cli
 
 TILE, GRID, BLOCK, EDGES = 1300, 10, 70.0, 150

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from data_loader.connectivity import connectivity_labels, node_disks
+from roads.labels import connectivity_labels, node_disks
 from utils.errors import ConfigError, run_cli
 
 

@@ -60,15 +60,15 @@ import torch
 from benchmarks.bench_apls import perturbed, street_network
 from benchmarks.bench_labels import road_network
 from benchmarks.bench_loader import benchmark as loader_passes
-from data_loader.connectivity import connectivity_labels
-from data_loader.transforms import quarter_mask
+from roads.labels import connectivity_labels
+from roads.labels import quarter_mask
 from model.loss import JointLoss
 from model.network import StackedHourglassRoadNet
 from trainer.trainer import autocast_dtype_for, forward_loss, optimise
-from utils.apls import apls
+from evaluation.apls import apls
 from utils.errors import ConfigError, run_cli
-from utils.predictor import SlidingWindowPredictor
-from utils.road_graph import mask_to_graph
+from evaluation.predictor import SlidingWindowPredictor
+from roads.graph import mask_to_graph
 
 METRES_PER_PIXEL = 0.3  # SpaceNet 3 ground sampling distance
 MIB = 2**20

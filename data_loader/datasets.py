@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data_loader.connectivity import LabelCache, LabelParams
+from data_loader.label_cache import LabelCache
+from roads.labels import LabelParams, quarter_mask
 from data_loader.tiles import IMAGE_SUFFIXES, Tile, check_tile, list_tiles, read_image, read_mask
 from data_loader.transforms import (
     SPACENET_MEAN,
@@ -18,7 +19,6 @@ from data_loader.transforms import (
     Augmentation,
     LabelledImage,
     normalize,
-    quarter_mask,
 )
 from utils.errors import ConfigError, DataError
 

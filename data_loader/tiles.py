@@ -2,7 +2,7 @@
 
 Layout of a split folder: `images/<stem>.<tif|png|jpg>`, `masks/<stem>.png` (0/255) and, for
 SpaceNet, optional `geojson/<stem>.geojson`. Images are 8-bit RGB; 16-bit SpaceNet imagery must be
-converted first (`python -m data_loader.spacenet`). Every problem with a file raises `DataError`
+converted first (`python -m tools.spacenet`). Every problem with a file raises `DataError`
 naming the file, and `check_tile` finds most of them from file headers alone so that a bad tile
 stops the run before training starts rather than in a worker hours later.
 """
@@ -98,7 +98,7 @@ def _check_image_format(path: Path, bands: int, dtype: np.dtype) -> None:
     if dtype == np.uint16:
         raise DataError(
             f"{path}: 16-bit image; prepared datasets hold 8-bit images, "
-            "convert the raw data with `python -m data_loader.spacenet`"
+            "convert the raw data with `python -m tools.spacenet`"
         )
     if dtype != np.uint8:
         raise DataError(f"{path}: expected 8-bit pixels, found {dtype}")

@@ -10,15 +10,15 @@ from dataclasses import dataclass, fields, replace
 import cv2
 import numpy as np
 
+from roads.labels import QUARTER
 from utils.errors import ConfigError
 
 SPACENET_MEAN = (0.334, 0.329, 0.326)
 SPACENET_STD = (0.161, 0.153, 0.144)
 
 # The hourglass halves the 1/4-resolution features three times, so inputs must divide by 32;
-# quarter-resolution labels crop exactly only at offsets that are multiples of 4.
+# quarter-resolution labels crop exactly only at offsets that are multiples of 4 (QUARTER).
 CROP_MULTIPLE = 32
-QUARTER = 4
 
 
 @dataclass(frozen=True)
@@ -38,24 +38,6 @@ class LabelledImage:
     def map_geometry(self, transform) -> "LabelledImage":
         """Apply the same array transform (a flip, a rotation) to every field."""
         return LabelledImage(*(transform(getattr(self, field.name)) for field in fields(self)))
-
-
-def quarter_mask(mask: np.ndarray) -> np.ndarray:
-    """(ceil(H/4), ceil(W/4)) bool mask from an (H, W) mask (bool, 0/1 or 0/255): 4x4 area
-    average >= 0.5.
-
-    Edges are padded by replication to a multiple of 4. A tie (8 of 16 pixels) counts as road
-    (chosen: a road covering half a block, e.g. 2 px wide along it, stays road at 1/4).
-    """
-    road = np.asarray(mask, dtype=bool).view(np.uint8)
-    height, width = road.shape
-    if height % QUARTER or width % QUARTER:
-        road = np.pad(road, ((0, -height % QUARTER), (0, -width % QUARTER)), mode="edge")
-    # Adding strided views in uint8 (a block sums to at most 16) is some 30x faster than a float
-    # mean over reshaped block axes, and this runs on the whole tile for every training crop.
-    rows = sum(road[offset::QUARTER] for offset in range(QUARTER))
-    counts = sum(rows[:, offset::QUARTER] for offset in range(QUARTER))
-    return counts >= QUARTER * QUARTER // 2
 
 
 def random_crop(sample: LabelledImage, crop_size: int, rng: np.random.Generator) -> LabelledImage:

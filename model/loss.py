@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from data_loader.connectivity import IGNORE_INDEX
+from roads.classes import IGNORE_INDEX
 from model.network import RoadOutputs
 
 

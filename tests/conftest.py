@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_loader.toy import generate
+from tools.toy.generate import generate
 
 REPO = Path(__file__).resolve().parents[1]
 

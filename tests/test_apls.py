@@ -11,7 +11,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from utils.apls import apls
+from evaluation.apls import apls
 
 
 def add_road(graph: nx.Graph, first: int, last: int, points: list) -> None:
@@ -197,7 +197,7 @@ def write_roads(path, lines) -> None:
 
 
 def run_command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "utils.apls", *args],
+    return subprocess.run([sys.executable, "-m", "evaluation.apls", *args],
                           capture_output=True, text=True, timeout=60)
 
 

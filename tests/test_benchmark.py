@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from benchmarks.benchmark import Settings, main, report, run_benchmark
-from data_loader.toy import generate
+from tools.toy.generate import generate
 from utils.errors import ConfigError
 
 TINY = Settings(arch=dict(num_stacks=1, num_blocks=1, num_feats=16), batch_size=2, crop_size=64,

@@ -117,7 +117,7 @@ def test_run_folders_follow_save_dir(tmp_path):
 
 
 def test_checked_section_refuses_unknown_and_mistyped_keys():
-    from utils.predictor import SlidingWindowPredictor
+    from evaluation.predictor import SlidingWindowPredictor
     config = parse()
     assert config.checked_section("predictor", SlidingWindowPredictor)["window"] == 512
     config["predictor"]["windw"] = 256

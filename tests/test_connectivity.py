@@ -5,20 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from data_loader import connectivity
-from data_loader.connectivity import (
-    DEAD_END,
-    FOUR_OR_MORE,
-    ROAD,
-    THREE_WAY,
-    LabelCache,
-    LabelParams,
-    colorize,
-    connectivity_labels,
-    main,
-    node_disks,
-    render_labels,
-)
+from data_loader import label_cache
+from data_loader.label_cache import LabelCache
+from roads.classes import DEAD_END, FOUR_OR_MORE, ROAD, THREE_WAY, colorize
+from roads.labels import LabelParams, connectivity_labels, node_disks, render_labels
+from tools.labels import main
 from utils.errors import ConfigError, DataError
 from tests.conftest import drawn
 
@@ -165,7 +156,7 @@ def test_cache_returns_identical_labels_and_reuses_the_disk_file(tmp_path, monke
     files = list((tmp_path / "cache").iterdir())
     assert len(files) == 1 and files[0].suffix == ".npz"
     calls = []
-    monkeypatch.setattr(connectivity, "node_disks",
+    monkeypatch.setattr(label_cache, "node_disks",
                         lambda *args: calls.append(args) or np.zeros((0, 4)))
     second = LabelCache(LabelParams(), tmp_path / "cache").labels(mask_path, ASYMMETRIC)
     for a, b, c in zip(expected, first, second):
@@ -184,7 +175,7 @@ def test_cache_without_folder_keeps_labels_in_memory(tmp_path, monkeypatch):
     cv2.imwrite(str(mask_path), T_JUNCTION)
     cache = LabelCache(LabelParams(), None)
     first = cache.labels(mask_path, T_JUNCTION)
-    monkeypatch.setattr(connectivity, "node_disks", None)
+    monkeypatch.setattr(label_cache, "node_disks", None)
     np.testing.assert_array_equal(cache.labels(mask_path, T_JUNCTION)[0], first[0])
     assert list(tmp_path.iterdir()) == [mask_path]
 

@@ -10,10 +10,10 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from base.base_data_loader import BaseDataLoader, ShardSampler
-from data_loader.connectivity import connectivity_labels
+from roads.labels import connectivity_labels
 from data_loader.data_loaders import RoadDataLoader, SpaceNetDataLoader
 from data_loader.datasets import ImageFolderDataset, RoadDataset
-from data_loader.transforms import quarter_mask
+from roads.labels import quarter_mask
 from utils.errors import ConfigError, DataError
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

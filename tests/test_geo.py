@@ -1,4 +1,4 @@
-"""GeoTIFF tags, SpaceNet GeoJSON reading and road-mask rendering (data_loader/geo.py)."""
+"""GeoTIFF tags, SpaceNet GeoJSON reading and road-mask rendering (roads/geo.py)."""
 import json
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from data_loader.geo import (GeoTransform, RoadLine, read_geotransform, read_road_lines,
+from roads.geo import (GeoTransform, RoadLine, read_geotransform, read_road_lines,
                              render_road_mask, render_tile_mask, road_width_m, write_geotiff,
                              write_road_lines)
 from utils.errors import DataError

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.metric import (RoadMetrics, connectivity_confusion, mean_iou, pixel_counts,
+from evaluation.metrics import (RoadMetrics, connectivity_confusion, mean_iou, pixel_counts,
                           relaxed_counts)
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from utils.errors import ConfigError
-from utils.predictor import D4_TRANSFORMS, SlidingWindowPredictor, axis_windows
+from evaluation.predictor import D4_TRANSFORMS, SlidingWindowPredictor, axis_windows
 
 
 class ConvNet(nn.Module):

@@ -4,7 +4,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from utils.road_graph import (
+from roads.graph import (
     edge_polyline,
     graph_to_lines,
     lines_to_graph,
@@ -21,7 +21,7 @@ def degrees(graph: nx.Graph) -> list[int]:
 
 
 def assert_contract(graph: nx.Graph) -> None:
-    """The graph contract of utils.road_graph."""
+    """The graph contract of roads.graph."""
     assert type(graph) is nx.Graph and nx.number_of_selfloops(graph) == 0
     for node, pos in graph.nodes(data="pos"):
         assert isinstance(node, int) and pos.shape == (2,) and pos.dtype == float

@@ -1,5 +1,5 @@
 """Robustness of the commands: interrupted and resumed runs, untrusted checkpoints, bad configuration
-and bad data, each through train.py, test.py or `python -m data_loader.spacenet`.
+and bad data, each through train.py, test.py or `python -m tools.spacenet`.
 
 Most cases run the command's `if __name__ == "__main__"` block in this process (runpy with
 `sys.argv` set), the very code a user's command line runs, without paying 5-10 s of imports per case.
@@ -35,7 +35,7 @@ import model.loss as module_loss
 from tests.conftest import REPO, run_command, tiny_config
 
 SCRIPTS = {"train.py": REPO / "train.py", "test.py": REPO / "test.py",
-           "data_loader.spacenet": REPO / "data_loader" / "spacenet.py"}
+           "tools.spacenet": REPO / "tools" / "spacenet.py"}
 DROP = object()
 """Marks a config key to delete in `Workspace.config`."""
 
@@ -366,7 +366,7 @@ CASES = [
          lambda w: w.train_on(write_tiff(TRAIN_IMAGE, (128, 128, 4), np.uint8)), 2, (TRAIN_IMAGE, "found 4")),
     Case("uint16 image", "train.py",
          lambda w: w.train_on(write_tiff(TRAIN_IMAGE, (128, 128, 3), np.uint16)),
-         2, (TRAIN_IMAGE, "16-bit", "data_loader.spacenet")),
+         2, (TRAIN_IMAGE, "16-bit", "tools.spacenet")),
     Case("empty split folder", "train.py", lambda w: w.train_on(empty_folder("train/images")),
          2, ("train/images", "no images")),
     Case("validation split missing", "train.py", lambda w: w.train_on(remove("val")),
@@ -381,9 +381,9 @@ CASES = [
          lambda w: w.test_on(overwrite("test/images/AOI_2_Vegas_img4.tif", b"\0" * 64),
                              "--images", w.tmp / "data" / "test" / "images"),
          2, ("test/images/AOI_2_Vegas_img4.tif", "unreadable")),
-    Case("raw folder missing", "data_loader.spacenet",
+    Case("raw folder missing", "tools.spacenet",
          lambda w: ["--src", w.tmp / "nowhere", "--dst", w.tmp / "prepared"], 2, ("nowhere", "not found")),
-    Case("raw tiles damaged", "data_loader.spacenet",
+    Case("raw tiles damaged", "tools.spacenet",
          lambda w: ["--src", raw_spacenet_aoi(w), "--dst", w.tmp / "prepared", "--split", "train"],
          2, ("AOI_2_Vegas_Roads_Train", "every tile was skipped")),
     # A non-finite loss names where it happened.

@@ -1,4 +1,4 @@
-"""SpaceNet 3 preparation command (data_loader/spacenet.py) on a tiny fake AOI folder."""
+"""SpaceNet 3 preparation command (tools/spacenet.py) on a tiny fake AOI folder."""
 import json
 import shutil
 import subprocess
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from data_loader.geo import GeoTransform, read_geotransform
-from data_loader.spacenet import LABEL_NAME, assign_splits, stretch_to_uint8, tile_stem
+from roads.geo import GeoTransform, read_geotransform
+from tools.spacenet import LABEL_NAME, assign_splits, stretch_to_uint8, tile_stem
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = Path("/work/shared/spacenet3-geojson-sample")
@@ -65,7 +65,7 @@ def aoi(tmp_path_factory) -> Path:
 
 
 def prepare(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "data_loader.spacenet", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "tools.spacenet", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 

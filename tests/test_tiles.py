@@ -129,7 +129,7 @@ def test_uint16_image_points_to_the_preparation_command(tmp_path, suffix):
     image = rgb_image().astype(np.uint16) * 8
     path = tmp_path / f"x{suffix}"
     write_rgb(path, image)
-    message = rf"x\{suffix}: 16-bit image.*python -m data_loader.spacenet"
+    message = rf"x\{suffix}: 16-bit image.*python -m tools.spacenet"
     with pytest.raises(DataError, match=message):
         read_image(path)
     with pytest.raises(DataError, match=message):

@@ -1,4 +1,4 @@
-"""The synthetic toy-spacenet generator (data_loader/toy.py)."""
+"""The synthetic toy-spacenet generator (tools/toy/generate.py)."""
 import json
 import subprocess
 import sys
@@ -9,15 +9,15 @@ import cv2
 import numpy as np
 import tifffile
 
-from data_loader.geo import read_geotransform, read_road_lines, render_tile_mask
-from data_loader.toy import generate, tile_transform
-from data_loader.toy_roads import clip_polyline, road_network
+from roads.geo import read_geotransform, read_road_lines, render_tile_mask
+from tools.toy.generate import generate, tile_transform
+from tools.toy.roads import clip_polyline, road_network
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_command_writes_the_layout_deterministically(tmp_path):
-    command = [sys.executable, "-m", "data_loader.toy", "--out", str(tmp_path / "a"), "--seed", "3",
+    command = [sys.executable, "-m", "tools.toy.generate", "--out", str(tmp_path / "a"), "--seed", "3",
                "--size", "256", "--train", "1", "--val", "1", "--test", "1"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -7,10 +7,10 @@ from data_loader.transforms import (
     Augmentation,
     LabelledImage,
     normalize,
-    quarter_mask,
     random_crop,
     shift_hsv,
 )
+from roads.labels import quarter_mask
 from utils.errors import ConfigError
 
 TILE, CROP = 96, 32

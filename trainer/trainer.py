@@ -10,13 +10,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from base.base_trainer import BaseTrainer
-from data_loader.connectivity import colorize
+from roads.classes import colorize
 from model.loss import balanced_cross_entropy, soft_iou_loss
-from model.metric import RoadMetrics
+from evaluation.metrics import RoadMetrics
 from utils.config import ConfigParser
 from utils.distributed import DistributedContext, all_reduce_sum
 from utils.errors import UserError
-from utils.predictor import SlidingWindowPredictor
+from evaluation.predictor import SlidingWindowPredictor
 
 logger = logging.getLogger("trainer")
 

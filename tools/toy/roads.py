@@ -1,4 +1,4 @@
-"""The road network of a synthetic toy tile (see `data_loader.toy`).
+"""The road network of a synthetic toy tile (see `tools.toy.generate`).
 
 A street lattice (chosen: the grid-with-cul-de-sacs layout of Las Vegas suburbs), rotated, bent by
 a smooth warp into curves, thinned by removing street segments (T-junctions and dead ends), with a

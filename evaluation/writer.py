@@ -7,9 +7,9 @@ import cv2
 import networkx as nx
 import numpy as np
 
-from data_loader.connectivity import colorize
-from data_loader.geo import GeoTransform, write_road_lines
-from utils.road_graph import graph_to_lines
+from roads.classes import colorize
+from roads.geo import GeoTransform, write_road_lines
+from roads.graph import graph_to_lines
 
 # Overlay colours (RGB): true positives green, false positives red, false negatives blue.
 TRUE_POSITIVE = (0, 200, 0)

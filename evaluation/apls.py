@@ -46,9 +46,9 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
-from data_loader.geo import read_road_lines
+from roads.geo import read_road_lines
 from utils.errors import run_cli
-from utils.road_graph import edge_polyline, lines_to_graph
+from roads.graph import edge_polyline, lines_to_graph
 
 
 @dataclass(frozen=True)
@@ -312,7 +312,7 @@ def read_graph(path: str) -> nx.Graph:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m utils.apls",
+        prog="python -m evaluation.apls",
         description="APLS between two GeoJSON files of road LineStrings in pixel coordinates; "
                     "prints one JSON object.")
     parser.add_argument("--gt", required=True, help="ground-truth GeoJSON")

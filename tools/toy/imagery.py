@@ -1,4 +1,4 @@
-"""The imagery of a synthetic toy tile (see `data_loader.toy`): desert ground, houses with gabled
+"""The imagery of a synthetic toy tile (see `tools.toy.generate`): desert ground, houses with gabled
 roofs and shadows, driveways, pools, trees (some overhanging roads) and cars on sidewalk-lined
 asphalt roads exactly as wide as the mask. Textures are low-frequency so that the GeoTIFFs deflate
 well.
@@ -6,8 +6,8 @@ well.
 import cv2
 import numpy as np
 
-from data_loader.geo import render_road_mask, road_width_m
-from data_loader.toy_roads import ARTERIAL_TYPES, ToyRoad
+from roads.geo import render_road_mask, road_width_m
+from tools.toy.roads import ARTERIAL_TYPES, ToyRoad
 
 SUBPIXEL_BITS = 4
 

@@ -1,6 +1,6 @@
 """SpaceNet 3 preparation: raw 16-bit tiles and road GeoJSON -> 8-bit images, masks and labels.
 
-    python -m data_loader.spacenet --src AOI_2_Vegas_Roads_Train --dst data/spacenet3
+    python -m tools.spacenet --src AOI_2_Vegas_Roads_Train --dst data/spacenet3
                                    [--split NAME | --val-fraction F --test-fraction F --seed S]
 
 Reads `RGB-PanSharpen/RGB-PanSharpen_AOI_<n>_<City>_img<N>.tif` and the road labels from
@@ -23,7 +23,7 @@ import numpy as np
 import tifffile
 from tqdm import tqdm
 
-from data_loader.geo import read_geotransform, read_road_lines, render_tile_mask, write_geotiff
+from roads.geo import read_geotransform, read_road_lines, render_tile_mask, write_geotiff
 from utils.errors import ConfigError, DataError, run_cli
 
 IMAGE_FOLDER = "RGB-PanSharpen"

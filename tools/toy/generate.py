@@ -1,13 +1,13 @@
 """Synthetic SpaceNet-format dataset: suburban overhead tiles with GeoJSON road labels and masks.
 
-    python -m data_loader.toy --out dataset/toy-spacenet [--seed 0] [--train 12 --val 2 --test 4]
+    python -m tools.toy --out dataset/toy-spacenet [--seed 0] [--train 12 --val 2 --test 4]
                               [--size 1300]
 
-Every tile is what `data_loader.spacenet` writes for a real SpaceNet 3 tile: an 8-bit RGB GeoTIFF
+Every tile is what `tools.spacenet` writes for a real SpaceNet 3 tile: an 8-bit RGB GeoTIFF
 near Las Vegas at 2.7e-6 deg/px, a GeoJSON of lon/lat LineStrings with string-typed SpaceNet
 properties, and the mask that `render_tile_mask` draws from that GeoJSON. Tile N is a function of
 (seed, N, size) alone, drawn from its own numpy Generator. The road network comes from
-`data_loader.toy_roads`, the imagery from `data_loader.toy_imagery`.
+`tools.toy.roads`, the imagery from `tools.toy.imagery`.
 """
 import argparse
 from pathlib import Path
@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data_loader.geo import (GeoTransform, read_road_lines, render_tile_mask, write_geotiff,
+from roads.geo import (GeoTransform, read_road_lines, render_tile_mask, write_geotiff,
                              write_road_lines)
-from data_loader.toy_imagery import TilePainter
-from data_loader.toy_roads import road_network
+from tools.toy.imagery import TilePainter
+from tools.toy.roads import road_network
 from utils.errors import ConfigError, run_cli
 
 SPLITS = ("train", "val", "test")
@@ -58,7 +58,7 @@ def write_tile(root: Path, split: str, number: int, seed: int, size: int) -> Non
 README = """# toy-spacenet: a synthetic SpaceNet 3 stand-in
 
 Synthetic data, not imagery of any real place. It has the layout and file formats of a SpaceNet 3
-road dataset prepared by `python -m data_loader.spacenet`, so that the whole pipeline (training,
+road dataset prepared by `python -m tools.spacenet`, so that the whole pipeline (training,
 connectivity labels, prediction, APLS) can be run and tested without the real data.
 
 - Splits: {counts}; tiles {size} x {size} px; seed {seed}.
@@ -67,9 +67,9 @@ connectivity labels, prediction, APLS) can be run and tested without the real da
 - `<split>/geojson/<stem>.geojson`: lon/lat LineStrings with string-typed SpaceNet properties
   (`road_type`, `lane_number`, `paved`, `bridge_typ`, `road_id`, ...); lines meet at junctions.
 - `<split>/masks/<stem>.png`: 0/255 road mask drawn from the GeoJSON by
-  `data_loader.geo.render_tile_mask` (road widths by `road_type`), the same code as for SpaceNet.
+  `roads.geo.render_tile_mask` (road widths by `road_type`), the same code as for SpaceNet.
 
-How it is made (`data_loader/toy.py`): a street lattice, rotated and bent into curves by a smooth
+How it is made (`tools/toy/generate.py`): a street lattice, rotated and bent into curves by a smooth
 warp, thinned into T-junctions and dead ends, with an arterial road in most tiles and short
 cul-de-sacs, clipped by the tile border; then desert ground, houses with shadows, driveways, pools,
 trees overhanging the roads and cars are painted around sidewalk-lined asphalt roads. The asphalt
@@ -80,7 +80,7 @@ for testing the pipeline end to end and for quick training runs, not for compari
 
 Regenerate (deterministic for a seed):
 
-    python -m data_loader.toy --out dataset/toy-spacenet --seed {seed} {count_args} --size {size}
+    python -m tools.toy --out dataset/toy-spacenet --seed {seed} {count_args} --size {size}
 """
 
 

@@ -1,7 +1,7 @@
 """Road-direction connectivity labels derived from a road mask (SPEC 2).
 
 Every pixel is classified by how many road directions meet there: background, dead end, ordinary
-road, 3-way junction, junction of 4 or more. The mask's road graph (`utils.road_graph`) gives the
+road, 3-way junction, junction of 4 or more. The mask's road graph (`roads.graph`) gives the
 nodes and their degrees; the label is the road mask (class 2) with a filled disk at each dead end
 and junction, of radius the road's half-width at the node plus a margin, so that a disk spans the
 road as in the paper's figure. Classes depend on degrees only, so they are invariant under flips
@@ -11,24 +11,15 @@ Labels are derived from the whole tile (a crop border would invent dead ends) on
 `LabelCache` keeps the node disks, a few hundred bytes per tile, and renders the label images
 from the mask on each call (milliseconds), so that no worker holds gigabytes of label images.
 
-Command: `python -m data_loader.connectivity MASK OUT.png [--quarter OUT4.png] [--color]`.
+Inspect the labels of a mask with `python -m tools.labels MASK OUT.png --color`.
 """
-import argparse
-import hashlib
-import os
-import tempfile
-import warnings
-import zipfile
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from data_loader.tiles import read_mask
-from data_loader.transforms import QUARTER, quarter_mask
-from utils.errors import ConfigError, DataError, run_cli
-from utils.road_graph import (
+from roads.classes import BACKGROUND, DEAD_END, FOUR_OR_MORE, ROAD, THREE_WAY
+from roads.graph import (
     DEFAULT_HOLE_AREA,
     DEFAULT_JUNCTION_MERGE_FACTOR,
     DEFAULT_MIN_OBJECT_AREA,
@@ -36,20 +27,28 @@ from utils.road_graph import (
     clean_mask,
     mask_to_graph,
 )
+from utils.errors import ConfigError
 
-CONNECTIVITY_CLASSES = 5
-IGNORE_INDEX = 255
-BACKGROUND, DEAD_END, ROAD, THREE_WAY, FOUR_OR_MORE = range(CONNECTIVITY_CLASSES)
+QUARTER = 4
+"""The intermediate heads predict at 1/4 resolution."""
 
-# RGB per class: black background, white road, and saturated disks that stay apart on it.
-PALETTE = {
-    BACKGROUND: (0, 0, 0),
-    DEAD_END: (230, 25, 75),
-    ROAD: (255, 255, 255),
-    THREE_WAY: (60, 180, 75),
-    FOUR_OR_MORE: (0, 130, 200),
-    IGNORE_INDEX: (128, 128, 128),
-}
+
+def quarter_mask(mask: np.ndarray) -> np.ndarray:
+    """(ceil(H/4), ceil(W/4)) bool mask from an (H, W) mask (bool, 0/1 or 0/255): 4x4 area
+    average >= 0.5.
+
+    Edges are padded by replication to a multiple of 4. A tie (8 of 16 pixels) counts as road
+    (chosen: a road covering half a block, e.g. 2 px wide along it, stays road at 1/4).
+    """
+    road = np.asarray(mask, dtype=bool).view(np.uint8)
+    height, width = road.shape
+    if height % QUARTER or width % QUARTER:
+        road = np.pad(road, ((0, -height % QUARTER), (0, -width % QUARTER)), mode="edge")
+    # Adding strided views in uint8 (a block sums to at most 16) is some 30x faster than a float
+    # mean over reshaped block axes, and this runs on the whole tile for every training crop.
+    rows = sum(road[offset::QUARTER] for offset in range(QUARTER))
+    counts = sum(rows[:, offset::QUARTER] for offset in range(QUARTER))
+    return counts >= QUARTER * QUARTER // 2
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ class LabelParams:
     SpaceNet at 0.3 m/px, roads 20-46 px wide).
 
     min_object_area, hole_area, spur_length, junction_merge_factor: the road graph's cleaning,
-        spur pruning and junction merging (see `utils.road_graph` for the reasons of the defaults).
+        spur pruning and junction merging (see `roads.graph` for the reasons of the defaults).
     border_margin: a degree-1 node is a road cut by the tile border, not a dead end, when its
         inscribed circle (the road's cross-section, the area outside the tile counting as road)
         comes within this many pixels of the border. The skeleton of a cut road stops about a
@@ -163,112 +162,3 @@ def _draw_disks(image: np.ndarray, centers: np.ndarray, radii: np.ndarray,
         image[y0:y1 + 1, x0:x1 + 1][inside] = int(classes[i])
 
 
-class LabelCache:
-    """Connectivity labels per mask file: node disks cached in memory and, if `cache_dir` is
-    given, in `<cache_dir>/<key>.npz`, where the key hashes the file's path, mtime and size and
-    the label parameters, so that an edited mask or changed parameters derive anew. Files are
-    written to a temporary name and renamed, so parallel workers never read half a file."""
-
-    FORMAT = "node-disks-v1"
-
-    def __init__(self, params: LabelParams, cache_dir: Path | None = None) -> None:
-        self.params = params
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self._disks: dict[str, np.ndarray] = {}
-
-    def labels(self, mask_path: Path, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(full, quarter) labels of `mask`, the content of `mask_path` (see `render_labels`)."""
-        key = self._key(Path(mask_path))
-        disks = self._disks.get(key)
-        if disks is None:
-            disks = self._load(key)
-            if disks is None:
-                disks = node_disks(mask, self.params)
-                self._store(key, disks)
-            self._disks[key] = disks
-        return render_labels(mask, disks, self.params)
-
-    def _key(self, mask_path: Path) -> str:
-        try:
-            stat = mask_path.stat()
-        except OSError as error:
-            raise DataError(f"{mask_path}: cannot read file ({error.strerror})") from None
-        text = (f"{self.FORMAT}|{mask_path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}"
-                f"|{self.params!r}")
-        return hashlib.sha1(text.encode()).hexdigest()
-
-    def _load(self, key: str) -> np.ndarray | None:
-        if self.cache_dir is None:
-            return None
-        try:
-            with np.load(self.cache_dir / f"{key}.npz") as archive:
-                return archive["disks"]
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            # A damaged cache file (disk full, foreign file): derive anew and overwrite it.
-            return None
-
-    def _store(self, key: str, disks: np.ndarray) -> None:
-        if self.cache_dir is None:
-            return
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
-        except OSError as error:
-            # A read-only dataset still trains: the labels stay in this process's memory cache.
-            warnings.warn(f"{self.cache_dir}: label cache not writable ({error.strerror}); set "
-                          "data_loader.args.label_cache_dir to keep labels between runs",
-                          stacklevel=2)
-            self.cache_dir = None
-            return
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, disks=disks)
-            os.replace(temporary, self.cache_dir / f"{key}.npz")
-        except BaseException:
-            os.unlink(temporary)
-            raise
-
-
-def colorize(labels: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB picture of (H, W) integer labels (classes 0..4, 255 grey)."""
-    labels = np.asarray(labels)
-    unknown = np.setdiff1d(np.unique(labels), list(PALETTE))
-    if unknown.size:
-        raise ValueError(f"labels hold values outside the classes: {unknown.tolist()}")
-    lookup = np.zeros((256, 3), dtype=np.uint8)
-    for value, rgb in PALETTE.items():
-        lookup[value] = rgb
-    return lookup[labels.astype(np.uint8)]
-
-
-def _write(path: Path, labels: np.ndarray, color: bool) -> None:
-    picture = cv2.cvtColor(colorize(labels), cv2.COLOR_RGB2BGR) if color else labels
-    try:
-        written = cv2.imwrite(str(path), picture)
-    except cv2.error:
-        written = False
-    if not written:
-        raise DataError(f"{path}: cannot write the image (missing folder or unknown extension)")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m data_loader.connectivity",
-        description="Derive the connectivity labels (0 background, 1 dead end, 2 road, "
-                    "3 three-way, 4 four-or-more) of a road mask and write them as a uint8 PNG.")
-    parser.add_argument("mask", type=Path, help="road mask image (0/255)")
-    parser.add_argument("out", type=Path, help="output PNG of class ids at full resolution")
-    parser.add_argument("--quarter", type=Path, help="also write the 1/4-resolution label here")
-    parser.add_argument("--color", action="store_true",
-                        help="write coloured pictures instead of class ids")
-    args = parser.parse_args(argv)
-    full, quarter = connectivity_labels(read_mask(args.mask))
-    _write(args.out, full, args.color)
-    if args.quarter is not None:
-        _write(args.quarter, quarter, args.color)
-
-
-if __name__ == "__main__":
-    run_cli(main)

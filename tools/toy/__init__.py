@@ -1,0 +1,2 @@
+"""The synthetic toy-spacenet generator: road networks (`roads`), imagery (`imagery`), tiles and
+command (`generate`)."""
