@@ -9,6 +9,7 @@ import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.network as module_arch
 import trainer as module_trainer
+from base.base_trainer import TrainerSettings
 from utils.config import LOG_FORMAT, ConfigParser, Override
 from utils.distributed import init_distributed, shutdown_distributed
 from utils.errors import run_cli
@@ -29,22 +30,23 @@ def main(args: list[str] | None = None) -> None:
         Override(["--bs", "--batch-size"], int, "data_loader.args.batch_size"),
         Override(["--epochs"], int, "trainer.epochs"),
     ], args)
-    settings = config["trainer"]
+    settings = config.settings(TrainerSettings, "trainer")
     context = init_distributed()
     logging.basicConfig(level=logging.INFO if context.is_main else logging.WARNING,
                         format=LOG_FORMAT, force=True)
     try:
-        seed_everything(settings["seed"], settings.get("deterministic", False))
-        data_loader = config.init_obj("data_loader", module_data)
-        valid_data_loader = data_loader.split_loader(settings["valid_split"]) if settings.get(
-            "valid_split") else None
+        seed_everything(settings.seed, settings.deterministic)
+        # The labels share the skeleton parameters of the `graph` section with the graphs.
+        data_loader = config.init_obj("data_loader", module_data, graph=config.section("graph"))
+        valid_data_loader = (data_loader.split_loader(settings.valid_split)
+                             if settings.valid_split else None)
         model = config.init_obj("arch", module_arch)
-        if context.enabled and settings.get("sync_bn", False):
+        if context.enabled and settings.sync_bn:
             if context.device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             else:
                 logger.warning("trainer.sync_bn ignored: SyncBatchNorm needs CUDA")
-        memory_format = (torch.channels_last if settings.get("channels_last", False)
+        memory_format = (torch.channels_last if settings.channels_last
                          and context.device.type == "cuda" else torch.contiguous_format)
         model = model.to(context.device, memory_format=memory_format)
         criterion = config.init_obj("loss", module_loss)
@@ -55,12 +57,9 @@ def main(args: list[str] | None = None) -> None:
         trainer = trainer_class(model, criterion, optimizer, config, context, data_loader,
                                 valid_data_loader, lr_scheduler)
         if context.is_main:
-            config.prepare_run_dirs()
-            if config.resume is not None:
-                logger.info("resumed from %s at epoch %d", config.resume, trainer.start_epoch)
-            logger.info("%s on %s, %d process(es); %s trainable parameters; run folder %s",
+            logger.info("%s on %s, %d process(es); %s trainable parameters",
                         type(model).__name__, context.device, context.world_size,
-                        f"{model.num_parameters():,}", config.save_dir)
+                        f"{model.num_parameters():,}")
         trainer.train()
     finally:
         shutdown_distributed()

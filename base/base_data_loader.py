@@ -28,6 +28,12 @@ def seed_worker(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def only_item(batch: list[dict]) -> dict:
+    """The collate function of evaluation loaders: the one item of a batch of one."""
+    (item,) = batch
+    return item
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """A 63-bit seed mixing a run seed and an epoch, so that epoch e's order does not depend on
     how many epochs this process has already drawn (a resumed run sees the same orders)."""
@@ -61,6 +67,8 @@ class BaseDataLoader(DataLoader):
     evaluation (`training=False`) through a ShardSampler (each item exactly once). Otherwise a
     RandomSampler (shuffle) or SequentialSampler. Call `set_epoch(epoch)` before each epoch: it
     reseeds the order and tells the dataset, whose augmentation depends on the epoch.
+    Evaluation loaders (batch size 1: tiles differ in size) yield the dataset's items themselves,
+    without a batch dimension.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int,
@@ -77,9 +85,13 @@ class BaseDataLoader(DataLoader):
             sampler = RandomSampler(dataset, generator=self._order_generator)
         else:
             sampler = SequentialSampler(dataset)
+        if not training and batch_size != 1:
+            raise ValueError(f"batch_size: an evaluation loader reads whole tiles one at a time, "
+                             f"got {batch_size}")
         super().__init__(
             dataset,
             batch_size=batch_size,
+            collate_fn=None if training else only_item,
             sampler=sampler,
             num_workers=num_workers,
             pin_memory=torch.cuda.is_available(),

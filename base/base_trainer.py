@@ -8,6 +8,7 @@ import math
 import random
 import signal
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from utils.config import ConfigParser
 from utils.distributed import DistributedContext, all_reduce_sum
 from utils.errors import ConfigError, UserError
+from utils.settings import check
 
 logger = logging.getLogger("trainer")
 
@@ -27,8 +29,47 @@ class TrainingInterrupted(Exception):
     """Raised inside the loop when SIGINT or SIGTERM arrives, so a checkpoint can be written."""
 
 
+@dataclass(frozen=True)
+class TrainerSettings:
+    """The `trainer` section of the config: the loop, checkpoints, logging and the joint trainer's
+    options (mixed precision, memory format, compilation, gradient clipping)."""
+
+    epochs: int
+    seed: int
+    type: str = "JointTrainer"
+    deterministic: bool = False
+    save_dir: str = "saved"
+    save_period: int = 1
+    valid_split: str | None = None
+    val_period: int = 1
+    val_graphs: bool = False
+    monitor: str = "off"
+    early_stop: int | None = None
+    tensorboard: bool = True
+    log_step: int = 10
+    image_period: int = 5
+    amp: bool = True
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    clip_grad_norm: float | None = None
+    skip_nonfinite_loss: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "save_period", "val_period", "log_step", "image_period"):
+            check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        if self.early_stop is not None:
+            check(self.early_stop >= 0, "early_stop", f"must be >= 0, got {self.early_stop}")
+        parse_monitor(self.monitor)
+
+
 class BaseTrainer(ABC):
-    """Epoch loop with monitoring, early stopping, TensorBoard and atomic, resumable checkpoints."""
+    """Epoch loop with monitoring, early stopping, TensorBoard and atomic, resumable checkpoints.
+
+    `model` is the network whose weights are saved; a subclass may run it through wrappers (DDP,
+    `torch.compile`) of its own. Subclasses call `super().__init__()` first, then set themselves
+    up; the base calls their hooks only from `train()`.
+    """
 
     def __init__(self, model: nn.Module, criterion: Any, optimizer: torch.optim.Optimizer,
                  config: ConfigParser, context: DistributedContext,
@@ -40,24 +81,16 @@ class BaseTrainer(ABC):
         self.criterion = criterion
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
-        settings = config["trainer"]
-        self.epochs = settings["epochs"]
-        self.save_period = settings.get("save_period", 1)
-        self.val_period = settings.get("val_period", 1)
-        self.early_stop = settings.get("early_stop") or math.inf
-        self.monitor_mode, self.monitor_key = parse_monitor(settings.get("monitor", "off"))
-        if self.monitor_mode != "off" and self.monitor_key not in self.metric_names():
-            raise ConfigError(f"trainer.monitor names '{self.monitor_key}', which is never logged; "
-                              f"choose one of {', '.join(sorted(self.metric_names()))}")
+        self.settings = config.settings(TrainerSettings, "trainer")
+        self.epochs = self.settings.epochs
+        self.early_stop = math.inf if self.settings.early_stop is None else self.settings.early_stop
+        self.monitor_mode, self.monitor_key = parse_monitor(self.settings.monitor)
         self.monitor_best = {"min": math.inf, "max": -math.inf, "off": 0.0}[self.monitor_mode]
         self.not_improved = 0  # validations since monitor_best last improved
         self.start_epoch = 1
-        self.tensorboard = settings.get("tensorboard", True)
         self.writer = None
         self._interrupted_by: int | None = None
         self.last_checkpoint: Path | None = None
-        if config.resume is not None:
-            self._resume_checkpoint(config.resume)
 
     @abstractmethod
     def metric_names(self) -> set[str]:
@@ -77,7 +110,8 @@ class BaseTrainer(ABC):
         Ctrl-C or SIGTERM saves a resumable checkpoint of the weights reached so far; resuming from
         it repeats the interrupted epoch.
         """
-        if self.context.is_main and self.tensorboard:
+        self._prepare()
+        if self.context.is_main and self.settings.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(log_dir=str(self.config.log_dir))
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -85,7 +119,7 @@ class BaseTrainer(ABC):
         try:
             for epoch in range(self.start_epoch, self.epochs + 1):
                 log = {"epoch": epoch, **self._train_epoch(epoch)}
-                if epoch % self.val_period == 0 or epoch == self.epochs:
+                if epoch % self.settings.val_period == 0 or epoch == self.epochs:
                     log.update(self._valid_epoch(epoch))
                 if self.context.is_main:
                     logger.info("epoch %d  %s", epoch, "  ".join(
@@ -93,10 +127,10 @@ class BaseTrainer(ABC):
                 best = self._update_monitor(log)
                 if self.monitor_key in log:
                     self.not_improved = 0 if best else self.not_improved + 1
-                if epoch % self.save_period == 0 or epoch == self.epochs:
-                    self._save_checkpoint(epoch)
+                if epoch % self.settings.save_period == 0 or epoch == self.epochs:
+                    self._save_checkpoint(epoch, log)
                 if best:
-                    self._save_checkpoint(epoch, name="model_best.pth")
+                    self._save_checkpoint(epoch, log, name="model_best.pth")
                 if self.not_improved > self.early_stop:
                     logger.info("%s did not improve for %d validations: early stop",
                                 self.monitor_key, self.early_stop)
@@ -110,6 +144,19 @@ class BaseTrainer(ABC):
                 signal.signal(sig, handler)
             if self.writer is not None:
                 self.writer.close()
+
+    def _prepare(self) -> None:
+        """Before the first epoch: check the monitor, resume, create the run folders."""
+        if self.monitor_mode != "off" and self.monitor_key not in self.metric_names():
+            raise ConfigError(f"trainer.monitor names '{self.monitor_key}', which is never logged; "
+                              f"choose one of {', '.join(sorted(self.metric_names()))}")
+        if self.config.resume is not None:
+            self._resume_checkpoint(self.config.resume)
+        if self.context.is_main:
+            self.config.prepare_run_dirs()
+            logger.info("run folder %s", self.config.save_dir)
+            if self.config.resume is not None:
+                logger.info("resumed from %s at epoch %d", self.config.resume, self.start_epoch)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -142,15 +189,12 @@ class BaseTrainer(ABC):
             self.monitor_best = value
         return improved
 
-    def _unwrapped_model(self) -> nn.Module:
-        model = self.model.module if hasattr(self.model, "module") else self.model
-        return getattr(model, "_orig_mod", model)
-
-    def _checkpoint_state(self, epoch: int) -> dict[str, Any]:
+    def _checkpoint_state(self, epoch: int, log: dict[str, float] | None) -> dict[str, Any]:
         return {
-            "arch": type(self._unwrapped_model()).__name__,
+            "arch": type(self.model).__name__,
             "epoch": epoch,
-            "state_dict": self._unwrapped_model().state_dict(),
+            "log": {key: value for key, value in (log or {}).items() if key != "epoch"},
+            "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
             "monitor_best": self.monitor_best,
@@ -173,11 +217,14 @@ class BaseTrainer(ABC):
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what `_extra_state` saved."""
 
-    def _save_checkpoint(self, epoch: int, name: str | None = None) -> Path:
+    def _save_checkpoint(self, epoch: int, log: dict[str, float] | None = None,
+                         name: str | None = None) -> Path:
+        """Save the state after `epoch`; `log` (what the epoch logged, e.g. its validation
+        metrics) travels with it, so a checkpoint says how good it is."""
         path = self.checkpoint_dir / (name or f"checkpoint-epoch{epoch}.pth")
         if not self.context.is_main:
             return path
-        save_checkpoint(self._checkpoint_state(epoch), path)
+        save_checkpoint(self._checkpoint_state(epoch, log), path)
         self.last_checkpoint = path
         if name == "model_best.pth":
             logger.info("saved %s (%s %.4f)", path, self.monitor_key, self.monitor_best)
@@ -187,7 +234,7 @@ class BaseTrainer(ABC):
 
     def _resume_checkpoint(self, path: Path) -> None:
         state = load_checkpoint(path)
-        load_model_state(self._unwrapped_model(), state, path)
+        load_model_state(self.model, state, path)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
@@ -211,6 +258,6 @@ def parse_monitor(text: str) -> tuple[str, str]:
     if text == "off":
         return "off", ""
     mode, _, key = text.partition(" ")
-    if mode not in ("min", "max") or not key:
-        raise ConfigError(f"trainer.monitor must be 'off' or 'min|max <metric>', got {text!r}")
+    check(mode in ("min", "max") and bool(key), "monitor",
+          f"must be 'off' or 'min|max <metric>', got {text!r}")
     return mode, key

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from base.base_data_loader import BaseDataLoader
-from data_loader.datasets import SpaceNetDataset
+from data_loader.datasets import RoadDataset
 from utils.errors import run_cli
 
 
@@ -28,7 +28,7 @@ def crops_per_second(loader: BaseDataLoader, epoch: int) -> float:
 
 def benchmark(args: argparse.Namespace, workers: int, cache_dir: Path) -> dict[str, float]:
     def loader() -> BaseDataLoader:
-        dataset = SpaceNetDataset(args.data_dir, args.split, training=True,
+        dataset = RoadDataset(args.data_dir, args.split, training=True,
                                   crop_size=args.crop_size, crops_per_tile=args.crops_per_tile,
                                   label_cache_dir=cache_dir)
         return BaseDataLoader(dataset, args.batch_size, shuffle=True, num_workers=workers)

@@ -64,10 +64,10 @@ from roads.labels import connectivity_labels
 from roads.labels import quarter_mask
 from model.loss import JointLoss
 from model.network import StackedHourglassRoadNet
-from trainer.trainer import autocast_dtype_for, forward_loss, optimise
+from trainer.trainer import autocast_dtype_for, forward_loss, optimize
 from evaluation.apls import apls
 from utils.errors import ConfigError, run_cli
-from evaluation.predictor import SlidingWindowPredictor
+from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
 from roads.graph import mask_to_graph
 
 METRES_PER_PIXEL = 0.3  # SpaceNet 3 ground sampling distance
@@ -253,7 +253,7 @@ def training_throughput(mode: TrainingMode, settings: Settings, device: torch.de
         # The trainer checks every loss too; a benchmark that trains on NaN would mean nothing.
         if not torch.isfinite(loss):
             raise RuntimeError(f"{mode.name}: non-finite loss {loss.item()}")
-        optimise(loss, network, optimizer, scaler)
+        optimize(loss, network, optimizer, scaler)
 
     peak = PeakMemory(device)
     seconds, memory = timed(step, settings.warmup_steps, settings.steps, device, peak)
@@ -288,9 +288,9 @@ def inference_rows(settings: Settings, device: torch.device) -> list[dict]:
     tile_km2 = (size * METRES_PER_PIXEL / 1000) ** 2
     rows = []
     for index, tta in enumerate((False, True)):
-        predictor = SlidingWindowPredictor(model, settings.window, settings.margin,
-                                           settings.window_batch, tta=tta, device=device,
-                                           autocast_dtype=dtype)
+        windows = PredictorSettings(window=settings.window, margin=settings.margin,
+                                    batch_size=settings.window_batch, tta=tta)
+        predictor = SlidingWindowPredictor(model, windows, device=device, autocast_dtype=dtype)
         peak = PeakMemory(device)
         seconds, memory = timed(lambda: predictor(tile), 1 if index == 0 else 0, settings.tiles,
                                 device, peak)

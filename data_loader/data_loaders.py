@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from base.base_data_loader import BaseDataLoader
-from data_loader.datasets import RoadDataset, SpaceNetDataset
+from data_loader.datasets import RoadDataset
 from data_loader.transforms import SPACENET_MEAN, SPACENET_STD
 from utils.errors import ConfigError
 
@@ -15,14 +15,12 @@ class RoadDataLoader(BaseDataLoader):
     split with the same data folder, normalisation and label parameters.
     """
 
-    dataset_class = RoadDataset
-
     def __init__(self, data_dir: str, split: str = "train", batch_size: int = 4,
                  crop_size: int = 256, crops_per_tile: int = 8, shuffle: bool = True,
                  num_workers: int = 2, augment_p: float = 0.5,
                  mean: tuple[float, ...] = SPACENET_MEAN, std: tuple[float, ...] = SPACENET_STD,
                  labels: dict | None = None, seed: int = 0, training: bool = True,
-                 label_cache_dir: str | None = None) -> None:
+                 label_cache_dir: str | None = None, graph: dict | None = None) -> None:
         if not Path(data_dir).is_dir():
             raise ConfigError(f"data_loader.args.data_dir: folder '{data_dir}' does not exist")
         if batch_size < 1 or num_workers < 0:
@@ -31,8 +29,8 @@ class RoadDataLoader(BaseDataLoader):
         self.split = split
         self.dataset_args = dict(crop_size=crop_size, crops_per_tile=crops_per_tile,
                                  augment_p=augment_p, mean=mean, std=std, labels=labels,
-                                 label_cache_dir=label_cache_dir)
-        dataset = self.dataset_class(data_dir, split, training=training, seed=seed,
+                                 label_cache_dir=label_cache_dir, graph=graph)
+        dataset = RoadDataset(data_dir, split, training=training, seed=seed,
                                      **self.dataset_args)
         super().__init__(dataset, batch_size, shuffle, num_workers, seed, training)
 
@@ -44,6 +42,5 @@ class RoadDataLoader(BaseDataLoader):
 
 
 class SpaceNetDataLoader(RoadDataLoader):
-    """Loader of a prepared SpaceNet 3 dataset; items also carry `geojson_path` and `image_path`."""
-
-    dataset_class = SpaceNetDataset
+    """Loader of a prepared SpaceNet 3 dataset (`python -m tools.spacenet`): images, masks and
+    the GeoJSON labels that give APLS its ground truth."""

@@ -1,9 +1,10 @@
 """Datasets of road tiles: training crops or whole tiles with segmentation and connectivity targets.
 
-`RoadDataset` needs image and mask folders only (Massachusetts, DeepGlobe, prepared SpaceNet);
-`SpaceNetDataset` also hands over each tile's GeoJSON and GeoTIFF paths for the APLS ground truth.
+`RoadDataset` needs image and mask folders only (Massachusetts, DeepGlobe, prepared SpaceNet) and
+hands over each tile's GeoJSON and GeoTIFF paths, where it has them, for the APLS ground truth.
 `ImageFolderDataset` serves images without ground truth for prediction.
 """
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +21,32 @@ from data_loader.transforms import (
     LabelledImage,
     normalize,
 )
+from roads.graph import SKELETON_KEYS
 from utils.errors import ConfigError, DataError
+
+logger = logging.getLogger("data")
 
 LABEL_CACHE_DIR = Path(".cache") / "connectivity"
 
 
-def label_params(labels: dict | None) -> LabelParams:
-    """LabelParams from the config's `data_loader.args.labels` object (defaults where absent)."""
+_warned_keys: set[str] = set()
+
+
+def label_params(labels: dict | None, graph: dict | None = None) -> LabelParams:
+    """LabelParams from the config's `data_loader.args.labels` object and the skeleton parameters
+    of its `graph` section, which the labels share with the predicted graphs (defaults where
+    absent). A skeleton parameter still given in `labels` (the layout of earlier versions) is
+    used for the labels, with a one-line deprecation warning."""
+    labels, graph = dict(labels or {}), graph or {}
+    for key in SKELETON_KEYS:
+        if key in labels and key not in _warned_keys:
+            _warned_keys.add(key)
+            logger.warning("config key 'data_loader.args.labels.%s' is deprecated: labels read "
+                           "graph.%s, shared with the predicted graphs (this config's labels "
+                           "still use %s)", key, key, labels[key])
+    shared = {key: graph[key] for key in SKELETON_KEYS if key in graph}
     try:
-        return LabelParams(**(labels or {}))
+        return LabelParams(**{**shared, **labels})
     except TypeError as error:
         raise ConfigError(f"data_loader.args.labels: {error}") from None
 
@@ -43,11 +61,14 @@ class RoadDataset(Dataset):
 
     Each item is a dict:
         image         (3, h, w) float32, normalised with mean/std
+        raw_image     (h, w, 3) uint8 RGB, evaluation items only (for overlays)
         mask          (h, w) int64, 1 = road
         mask_quarter  (ceil(h/4), ceil(w/4)) int64, 4x4 area average >= 0.5
         conn          (h, w) int64, connectivity classes 0..4 or 255 (ignore)
         conn_quarter  (ceil(h/4), ceil(w/4)) int64
         stem          str, the tile's file stem
+        image_path    str, the tile's image (a GeoTIFF's georeference places GeoJSON labels)
+        geojson_path  str, the tile's road labels, "" when it has none
 
     Connectivity labels are derived from the whole tile's mask (a crop border would invent dead
     ends) and cached on disk under `label_cache_dir`, by default `<data_dir>/.cache/connectivity`
@@ -58,7 +79,7 @@ class RoadDataset(Dataset):
                  crop_size: int = 256, crops_per_tile: int = 1, augment_p: float = 0.5,
                  mean: tuple[float, ...] = SPACENET_MEAN, std: tuple[float, ...] = SPACENET_STD,
                  labels: dict | None = None, seed: int = 0,
-                 label_cache_dir: str | Path | None = None) -> None:
+                 label_cache_dir: str | Path | None = None, graph: dict | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.split = split
         self.training = training
@@ -75,7 +96,7 @@ class RoadDataset(Dataset):
                 raise ConfigError(f"data_loader.args.crop_size: {crop_size} is larger than "
                                   f"{tile.image_path} ({height}x{width})")
         cache_dir = self.data_dir / LABEL_CACHE_DIR if label_cache_dir is None else label_cache_dir
-        self.label_cache = LabelCache(label_params(labels), Path(cache_dir))
+        self.label_cache = LabelCache(label_params(labels, graph), Path(cache_dir))
         # In shared memory, so that `set_epoch` in the main process reaches persistent workers.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -104,26 +125,19 @@ class RoadDataset(Dataset):
         if self.augmentation is not None:
             rng = np.random.default_rng([self.seed, int(self._epoch), index])
             sample = self.augmentation(sample, rng)
-        return {
+        item = {
             "image": torch.from_numpy(normalize(sample.image, self.mean, self.std)),
             "mask": torch.from_numpy(sample.mask.astype(np.int64)),
             "mask_quarter": torch.from_numpy(sample.mask_quarter.astype(np.int64)),
             "conn": torch.from_numpy(sample.conn.astype(np.int64)),
             "conn_quarter": torch.from_numpy(sample.conn_quarter.astype(np.int64)),
             "stem": tile.stem,
+            "image_path": str(tile.image_path),
+            "geojson_path": str(tile.geojson_path or ""),
         }
-
-
-class SpaceNetDataset(RoadDataset):
-    """A RoadDataset whose items also carry `geojson_path` (the tile's road labels, "" when it has
-    none) and `image_path` (its GeoTIFF, whose tags place the lon/lat labels in pixels)."""
-
-    def __getitem__(self, index: int) -> dict:
-        sample = super().__getitem__(index)
-        tile = self.tile_of(index)
-        sample["geojson_path"] = str(tile.geojson_path or "")
-        sample["image_path"] = str(tile.image_path)
-        return sample
+        if not self.training:
+            item["raw_image"] = torch.from_numpy(sample.image)
+        return item
 
 
 class ImageFolderDataset(Dataset):

@@ -10,13 +10,15 @@ logits are averaged after undoing each transform.
 """
 import contextlib
 import itertools
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from utils.errors import ConfigError
+from utils.settings import check
 
 
 class D4Transform(NamedTuple):
@@ -100,6 +102,25 @@ def axis_windows(length: int, window: int, margin: int) -> list[AxisWindow]:
     return windows
 
 
+@dataclass(frozen=True)
+class PredictorSettings:
+    """The `predictor` section: sliding windows, their batch, test-time augmentation, and the
+    road-probability threshold that makes every mask the pipeline evaluates, writes and turns
+    into graphs (0.5: the argmax of the two segmentation logits, SPEC 5)."""
+
+    window: int = 512
+    margin: int = 72
+    batch_size: int = 4
+    tta: bool = False
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        check(self.margin >= 0 and self.window > 2 * self.margin, "window",
+              f"({self.window}) must exceed 2 * margin ({self.margin}) and margin must be >= 0")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(0.0 <= self.threshold < 1.0, "threshold", f"must lie in [0, 1), got {self.threshold}")
+
+
 class SlidingWindowPredictor:
     """Whole-tile logits from a network trained on crops.
 
@@ -108,14 +129,10 @@ class SlidingWindowPredictor:
     (B, 5, h, w). device defaults to the device of the model's parameters.
     """
 
-    def __init__(self, model: nn.Module, window: int = 512, margin: int = 72,
-                 batch_size: int = 4, tta: bool = False, device: torch.device | None = None,
+    def __init__(self, model: nn.Module, settings: PredictorSettings = PredictorSettings(),
+                 device: torch.device | None = None,
                  autocast_dtype: torch.dtype | None = None):
-        if margin < 0 or window <= 2 * margin:
-            raise ConfigError(f"window ({window}) must exceed 2 * margin ({margin}) "
-                              "and margin must be >= 0")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        window, margin, batch_size = settings.window, settings.margin, settings.batch_size
         if device is None:
             parameter = next(model.parameters(), None)
             device = parameter.device if parameter is not None else torch.device("cpu")
@@ -123,7 +140,7 @@ class SlidingWindowPredictor:
         self.window = window
         self.margin = margin
         self.batch_size = batch_size
-        self.transforms = D4_TRANSFORMS if tta else D4_TRANSFORMS[:1]
+        self.transforms = D4_TRANSFORMS if settings.tta else D4_TRANSFORMS[:1]
         self.device = torch.device(device)
         self.autocast_dtype = autocast_dtype
 

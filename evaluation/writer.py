@@ -1,4 +1,4 @@
-"""Files that test.py writes for each tile, and the split-level tables."""
+"""The one writer of evaluation outputs: per-tile files, the submission and the split tables."""
 import csv
 import json
 from pathlib import Path
@@ -7,9 +7,11 @@ import cv2
 import networkx as nx
 import numpy as np
 
+from evaluation.postprocess import Prediction
 from roads.classes import colorize
 from roads.geo import GeoTransform, write_road_lines
 from roads.graph import graph_to_lines
+from utils.distributed import gather_objects, is_main_process
 
 # Overlay colours (RGB): true positives green, false positives red, false negatives blue.
 TRUE_POSITIVE = (0, 200, 0)
@@ -27,33 +29,37 @@ class PredictionWriter:
         for folder in ("masks", "prob", "conn", "overlay", "graphs"):
             (self.out / folder).mkdir(parents=True, exist_ok=True)
 
-    def write(self, stem: str, image: np.ndarray, road_probability: np.ndarray,
-              connectivity: np.ndarray, graph: nx.Graph, transform: GeoTransform | None,
-              true_mask: np.ndarray | None = None) -> None:
+    def write(self, stem: str, image: np.ndarray, prediction: Prediction, graph: nx.Graph,
+              transform: GeoTransform | None, true_mask: np.ndarray | None = None) -> None:
         """Save one tile's prediction.
 
-        image (H, W, 3) uint8 RGB; road_probability (H, W) float in [0, 1]; connectivity (H, W)
-        class ids; true_mask (H, W) bool, when known, for the overlay.
+        image (H, W, 3) uint8 RGB; true_mask (H, W) bool, when known, for the overlay.
         """
         self.stems.append(stem)
-        mask = road_probability > 0.5
-        write_picture(self.out / "masks" / f"{stem}.png", mask.astype(np.uint8) * 255)
-        write_picture(self.out / "prob" / f"{stem}.png", np.round(road_probability * 255).astype(np.uint8))
-        write_picture(self.out / "conn" / f"{stem}.png", colorize(connectivity.astype(np.uint8)))
+        write_picture(self.out / "masks" / f"{stem}.png", prediction.mask.astype(np.uint8) * 255)
+        write_picture(self.out / "prob" / f"{stem}.png",
+                      np.round(prediction.probability * 255).astype(np.uint8))
+        write_picture(self.out / "conn" / f"{stem}.png", colorize(prediction.connectivity))
         if true_mask is not None:
-            write_picture(self.out / "overlay" / f"{stem}.jpg", overlay(image, mask, true_mask))
+            write_picture(self.out / "overlay" / f"{stem}.jpg",
+                          overlay(image, prediction.mask, true_mask))
         lines = graph_to_lines(graph)
         write_road_lines(self.out / "graphs" / f"{stem}.geojson",
                          [transform.to_lonlat(line) if transform else line for line in lines])
         self.submission += [(stem, wkt_linestring(line)) for line in lines] or [(stem, "LINESTRING EMPTY")]
 
     def write_submission(self) -> Path:
-        """`submission.csv` in the SpaceNet 3 format: ImageId,WKT_Pix, one row per LineString."""
+        """`submission.csv` in the SpaceNet 3 format: ImageId,WKT_Pix, one row per LineString,
+        tiles in stem order. Collective under DDP (every process's rows, written by rank 0)."""
+        rows = sorted((row for part in gather_objects(self.submission) for row in part),
+                      key=lambda row: row[0])
         path = self.out / "submission.csv"
+        if not is_main_process():
+            return path
         with open(path, "w", newline="") as file:
-            rows = csv.writer(file)
-            rows.writerow(["ImageId", "WKT_Pix"])
-            rows.writerows(self.submission)
+            table = csv.writer(file)
+            table.writerow(["ImageId", "WKT_Pix"])
+            table.writerows(rows)
         return path
 
 

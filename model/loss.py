@@ -57,14 +57,24 @@ class JointLoss:
         self.final_weight = final_weight
         self.intermediate_weight = intermediate_weight
 
+    @staticmethod
+    def output_names(num_stacks: int) -> list[str]:
+        """The names of the outputs, in the order of `RoadOutputs`' lists: stack1.., final."""
+        return [f"stack{index + 1}" for index in range(num_stacks)] + ["final"]
+
+    def term_names(self, num_stacks: int) -> list[str]:
+        """Every key `__call__` returns for a network of `num_stacks` stacks."""
+        return [f"{task}/{name}" for name in self.output_names(num_stacks)
+                for task in ("seg", "conn")] + ["total"]
+
     def __call__(self, outputs: RoadOutputs, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        num_stacks = len(outputs.segmentation) - 1
+        names = self.output_names(len(outputs.segmentation) - 1)
         terms: dict[str, Tensor] = {}
         total = outputs.segmentation[-1].new_zeros((), dtype=torch.float32)
-        for index, (seg, conn) in enumerate(zip(outputs.segmentation, outputs.connectivity)):
-            final = index == num_stacks
-            name = "final" if final else f"stack{index + 1}"
-            mask, labels = (batch["mask"], batch["conn"]) if final else (batch["mask_quarter"], batch["conn_quarter"])
+        for name, seg, conn in zip(names, outputs.segmentation, outputs.connectivity):
+            final = name == "final"
+            mask, labels = ((batch["mask"], batch["conn"]) if final
+                            else (batch["mask_quarter"], batch["conn_quarter"]))
             weight = self.final_weight if final else self.intermediate_weight
             terms[f"seg/{name}"] = soft_iou_loss(seg, mask)
             terms[f"conn/{name}"] = balanced_cross_entropy(conn, labels)

@@ -9,6 +9,8 @@ from base import BaseModel
 from model.blocks import ATTENTION_KINDS, ResidualBlock, residual_group
 from model.heads import FinalClassifier, TaskHead
 from model.hourglass import Hourglass
+from roads.classes import CONNECTIVITY_CLASSES, SEGMENTATION_CLASSES
+
 
 class RoadOutputs(NamedTuple):
     """Logits of every stack, then the final full-resolution ones.
@@ -84,11 +86,12 @@ class StackedHourglassRoadNet(BaseModel):
     """
 
     def __init__(self, num_stacks: int = 2, depth: int = 3, num_blocks: int = 3,
-                 num_feats: int = 128, seg_classes: int = 2, conn_classes: int = 5,
-                 block: str = "ga") -> None:
+                 num_feats: int = 128, block: str = "ga") -> None:
         super().__init__()
         if block not in ATTENTION_KINDS:
-            raise ValueError(f"arch.args.block must be one of {ATTENTION_KINDS}, got {block!r}")
+            raise ValueError(f"block: must be one of {ATTENTION_KINDS}, got {block!r}")
+        seg_classes, conn_classes = SEGMENTATION_CLASSES, CONNECTIVITY_CLASSES
+        self.num_stacks = num_stacks
         self.stride = 4 * 2**depth
         self.stem = Stem(num_feats, block)
         self.stacks = nn.ModuleList(

@@ -1,8 +1,11 @@
 """The connectivity classes (SPEC 2): ids, the ignore label and their colours, in one place."""
 import numpy as np
 
+SEGMENTATION_CLASSES = 2
+"""Background and road: the segmentation head's softmax classes (road probability = class 1)."""
 CONNECTIVITY_CLASSES = 5
 IGNORE_INDEX = 255
+"""Label of pixels that no loss or metric counts (no-data, padding)."""
 BACKGROUND, DEAD_END, ROAD, THREE_WAY, FOUR_OR_MORE = range(CONNECTIVITY_CLASSES)
 
 # RGB per class: black background, white road, and saturated disks that stay apart on it.

@@ -8,8 +8,12 @@ import torch
 
 import model.loss as module_loss
 import model.network as module_arch
+from base.base_trainer import TrainerSettings
+from evaluation.predictor import PredictorSettings
+from roads.graph import GraphSettings
 from utils.config import ConfigParser, Override
 from utils.errors import ConfigError
+from utils.settings import from_config
 
 REPO = Path(__file__).resolve().parents[1]
 OVERRIDES = [Override(["--lr"], float, "optimizer.args.lr"),
@@ -77,6 +81,12 @@ def test_unknown_type_lists_available_names(tmp_path):
         config.init_obj("arch", module_arch)
 
 
+def test_constructor_value_error_names_the_config_key():
+    config = parse("--set", "arch.args.block=transformer")
+    with pytest.raises(ConfigError, match="'arch.args.block': must be one of"):
+        config.init_obj("arch", module_arch)
+
+
 def test_missing_key_is_named(tmp_path):
     content = json.loads((REPO / "config.json").read_text())
     del content["loss"]
@@ -116,14 +126,62 @@ def test_run_folders_follow_save_dir(tmp_path):
     assert (config.log_dir / "info.log").exists()
 
 
-def test_checked_section_refuses_unknown_and_mistyped_keys():
-    from evaluation.predictor import SlidingWindowPredictor
+def test_settings_refuse_unknown_and_mistyped_keys_naming_them():
     config = parse()
-    assert config.checked_section("predictor", SlidingWindowPredictor)["window"] == 512
+    assert config.settings(PredictorSettings, "predictor").window == 512
     config["predictor"]["windw"] = 256
-    with pytest.raises(ConfigError, match="unknown config key 'predictor.windw'"):
-        config.checked_section("predictor", SlidingWindowPredictor)
+    with pytest.raises(ConfigError, match="unknown config key 'predictor.windw'; did you mean window"):
+        config.settings(PredictorSettings, "predictor")
     del config["predictor"]["windw"]
     config["predictor"]["margin"] = "wide"
-    with pytest.raises(ConfigError, match="'predictor.margin' expects a number"):
-        config.checked_section("predictor", SlidingWindowPredictor)
+    with pytest.raises(ConfigError, match="'predictor.margin' expects an integer, got 'wide'"):
+        config.settings(PredictorSettings, "predictor")
+    config["predictor"]["margin"] = 300
+    with pytest.raises(ConfigError, match="'predictor.window': .* must exceed 2 \\* margin"):
+        config.settings(PredictorSettings, "predictor")
+
+
+def test_settings_take_defaults_and_require_what_has_none():
+    assert from_config(GraphSettings, {}, "graph") == GraphSettings()
+    assert from_config(GraphSettings, {"spur_length": 12}, "graph").spur_length == 12.0
+    with pytest.raises(ConfigError, match="'trainer.seed' is missing"):
+        from_config(TrainerSettings, {"epochs": 1}, "trainer")
+    with pytest.raises(ConfigError, match="'trainer.early_stop' expects an integer or null"):
+        from_config(TrainerSettings, {"epochs": 1, "seed": 0, "early_stop": "soon"}, "trainer")
+    with pytest.raises(ConfigError, match="'graph.method' expects 'skeleton', got 'magic'"):
+        from_config(GraphSettings, {"method": "magic"}, "graph")
+
+
+def test_set_null_takes_effect():
+    config = parse("--set", "trainer.valid_split=null", "--set", "trainer.early_stop=null")
+    assert config["trainer"]["valid_split"] is None
+    settings = config.settings(TrainerSettings, "trainer")
+    assert settings.valid_split is None and settings.early_stop is None
+
+
+def test_config_inherits_from_its_base(tmp_path):
+    base = json.loads((REPO / "config.json").read_text())
+    derived = parse(config=REPO / "configs" / "spacenet3.json")
+    assert derived["name"] == "spacenet3"
+    assert derived["arch"]["args"] == {**base["arch"]["args"], "num_blocks": 3, "num_feats": 128}
+    assert derived["data_loader"]["args"]["batch_size"] == 16
+    assert derived["data_loader"]["args"]["mean"] == base["data_loader"]["args"]["mean"]
+    assert derived["graph"] == base["graph"] and "_base_" not in derived.config
+    loop = tmp_path / "a.json"
+    loop.write_text(json.dumps({"_base_": "a.json", "name": "x"}))
+    with pytest.raises(ConfigError, match="comes back to it"):
+        parse(config=loop)
+
+
+def test_keys_of_earlier_versions_are_read_with_a_warning(tmp_path, caplog):
+    content = json.loads((REPO / "config.json").read_text())
+    content["arch"]["args"].update(seg_classes=2, conn_classes=5)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(content))
+    config = parse(config=path)
+    assert "conn_classes" not in config["arch"]["args"]
+    assert "'arch.args.conn_classes' is deprecated" in caplog.text
+    content["arch"]["args"]["conn_classes"] = 7
+    path.write_text(json.dumps(content))
+    with pytest.raises(ConfigError, match="'arch.args.conn_classes' must be 5"):
+        parse(config=path)

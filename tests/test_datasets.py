@@ -111,18 +111,19 @@ def test_whole_tile_split_loader(data_dir):
     train = SpaceNetDataLoader(**loader_args(data_dir))
     val = train.split_loader("val")
     assert val.batch_size == 1 and not val.dataset.training
-    (batch,) = batches(val)
-    assert batch["image"].shape == (1, 3, 130, 122)
-    assert batch["mask_quarter"].shape == batch["conn_quarter"].shape == (1, 33, 31)
+    (item,) = batches(val)  # whole tiles differ in size: items come without a batch dimension
+    assert item["image"].shape == (3, 130, 122)
+    assert item["mask_quarter"].shape == item["conn_quarter"].shape == (33, 31)
     full, quarter = connectivity_labels(cross_mask(130, 122))
-    np.testing.assert_array_equal(batch["conn"][0].numpy(), full)
-    np.testing.assert_array_equal(batch["conn_quarter"][0].numpy(), quarter)
-    np.testing.assert_array_equal(batch["mask_quarter"][0].numpy(),
+    np.testing.assert_array_equal(item["conn"].numpy(), full)
+    np.testing.assert_array_equal(item["conn_quarter"].numpy(), quarter)
+    np.testing.assert_array_equal(item["mask_quarter"].numpy(),
                                   quarter_mask(cross_mask(130, 122)))
-    assert batch["conn"][0, 64, 64] == 4 and batch["conn"][0, 105, 64] == 1
-    assert batch["conn"][0, 0, 64] == 2  # a road cut by the border is no dead end
-    torch.testing.assert_close(batch["image"][0, :, 64, 64], torch.full((3,), 2.0))
-    assert batch["stem"] == ["v0"] and batch["geojson_path"][0].endswith("val/geojson/v0.geojson")
+    assert item["conn"][64, 64] == 4 and item["conn"][105, 64] == 1
+    assert item["conn"][0, 64] == 2  # a road cut by the border is no dead end
+    torch.testing.assert_close(item["image"][:, 64, 64], torch.full((3,), 2.0))
+    assert item["stem"] == "v0" and item["geojson_path"].endswith("val/geojson/v0.geojson")
+    assert item["raw_image"].shape == (130, 122, 3) and item["raw_image"].dtype == torch.uint8
     assert list((data_dir / ".cache" / "connectivity").glob("*.npz"))
 
 

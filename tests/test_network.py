@@ -82,7 +82,7 @@ def test_projection_shortcut_when_width_changes():
 
 
 def test_unknown_block_kind_is_a_clear_error():
-    with pytest.raises(ValueError, match="arch.args.block"):
+    with pytest.raises(ValueError, match="block: must be one of"):
         StackedHourglassRoadNet(block="transformer")
 
 

@@ -4,8 +4,14 @@ import pytest
 import torch
 from torch import nn
 
+from evaluation.predictor import (
+    D4_TRANSFORMS,
+    PredictorSettings,
+    SlidingWindowPredictor,
+    axis_windows,
+)
 from utils.errors import ConfigError
-from evaluation.predictor import D4_TRANSFORMS, SlidingWindowPredictor, axis_windows
+from utils.settings import from_config
 
 
 class ConvNet(nn.Module):
@@ -67,7 +73,7 @@ def test_axis_windows_tile_the_axis_and_keep_pixels_margin_from_inner_edges(leng
 @pytest.mark.parametrize("kernel", [1, 3])
 def test_sliding_window_equals_whole_image_for_local_models(image, kernel):
     model = ConvNet(kernel)
-    segmentation, connectivity = SlidingWindowPredictor(model, window=128, margin=16)(image)
+    segmentation, connectivity = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
     expected_seg, expected_conn = whole_image(model, image)
     assert segmentation.shape == (2, 300, 200) and connectivity.shape == (5, 300, 200)
     assert segmentation.dtype == connectivity.dtype == torch.float32
@@ -78,7 +84,7 @@ def test_sliding_window_equals_whole_image_for_local_models(image, kernel):
 
 def test_margin_smaller_than_receptive_radius_shows_seams(image):
     model = ConvNet(3)
-    segmentation, _ = SlidingWindowPredictor(model, window=128, margin=0)(image)
+    segmentation, _ = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=0))(image)
     assert not torch.allclose(segmentation, whole_image(model, image)[0], atol=1e-4)
 
 
@@ -86,7 +92,7 @@ def test_margin_smaller_than_receptive_radius_shows_seams(image):
 def test_tiles_smaller_than_a_window_and_non_square(shape):
     model = ConvNet(3)
     image = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
-    segmentation, connectivity = SlidingWindowPredictor(model, window=128, margin=16)(image)
+    segmentation, connectivity = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
     expected_seg, expected_conn = whole_image(model, image)
     torch.testing.assert_close(segmentation, expected_seg)
     torch.testing.assert_close(connectivity, expected_conn)
@@ -94,8 +100,8 @@ def test_tiles_smaller_than_a_window_and_non_square(shape):
 
 def test_batch_size_does_not_change_the_result(image):
     model = ConvNet(3)
-    one = SlidingWindowPredictor(model, window=128, margin=16, batch_size=1)(image)
-    three = SlidingWindowPredictor(model, window=128, margin=16, batch_size=3)(image)
+    one = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16, batch_size=1))(image)
+    three = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16, batch_size=3))(image)
     torch.testing.assert_close(one, three, rtol=0, atol=1e-6)
 
 
@@ -116,14 +122,14 @@ def test_d4_transforms_are_undone_exactly_and_distinct():
 
 def test_tta_of_pointwise_model_equals_plain(image):
     model = ConvNet(1)
-    plain = SlidingWindowPredictor(model, window=128, margin=16)(image)
-    tta = SlidingWindowPredictor(model, window=128, margin=16, tta=True)(image)
+    plain = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
+    tta = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16, tta=True))(image)
     torch.testing.assert_close(tta, plain)
 
 
 def test_tta_averages_undone_predictions_of_each_transform(image):
     model = ConvNet(3)
-    tta_seg, tta_conn = SlidingWindowPredictor(model, window=128, margin=16, tta=True)(image)
+    tta_seg, tta_conn = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16, tta=True))(image)
     seg = conn = 0
     for transform in D4_TRANSFORMS:
         s, c = whole_image(model, transform.apply(image))
@@ -136,23 +142,25 @@ def test_tta_averages_undone_predictions_of_each_transform(image):
 def test_model_runs_in_eval_without_grad_and_mode_is_restored(image):
     model = ConvNet(1)
     model.train()
-    SlidingWindowPredictor(model, window=128, margin=16)(image)
+    SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
     assert model.training
     assert all(not training and not grad for _, training, grad in model.calls)
     model.eval()
-    SlidingWindowPredictor(model, window=128, margin=16)(image)
+    SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
     assert not model.training
 
 
 def test_autocast_gives_float32_logits_close_to_full_precision(image):
     model = ConvNet(1)
-    plain, _ = SlidingWindowPredictor(model, window=128, margin=16)(image)
-    half, _ = SlidingWindowPredictor(model, window=128, margin=16,
+    plain, _ = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
+    half, _ = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16),
                                      autocast_dtype=torch.bfloat16)(image)
     assert half.dtype == torch.float32 and half.device.type == "cpu"
     torch.testing.assert_close(half, plain, rtol=0.05, atol=0.05)
 
 
-def test_window_not_larger_than_two_margins_is_a_config_error():
-    with pytest.raises(ConfigError, match="margin"):
-        SlidingWindowPredictor(ConvNet(1), window=64, margin=32)
+def test_window_not_larger_than_two_margins_is_refused_naming_the_key():
+    with pytest.raises(ValueError, match="window: .* margin"):
+        PredictorSettings(window=64, margin=32)
+    with pytest.raises(ConfigError, match="config key 'predictor.window'"):
+        from_config(PredictorSettings, {"window": 64, "margin": 32}, "predictor")

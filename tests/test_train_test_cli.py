@@ -30,7 +30,9 @@ def test_training_writes_checkpoints_config_and_tensorboard(config_file, tmp_pat
     assert {"train/loss", "train/seg/final", "train/conn/stack1", "train/lr", "val/loss",
             "val/road_iou", "val/conn_miou"} <= scalars
     assert len(events.Scalars("train/loss")) == 2
-    assert {"val/image", "val/connectivity_pred"} <= set(events.Tags()["images"])
+    (panel,) = events.Images("val/image_mask_probability_connectivity")[-1:]
+    # image, true mask, road probability, true and predicted connectivity, side by side
+    assert panel.width > 4 * panel.height
     assert "trainable parameters" in result.stderr
 
 
@@ -89,3 +91,22 @@ def test_test_py_predicts_a_folder_without_ground_truth(config_file, tmp_path, t
     assert not (out / "overlay" / f"{stem}.jpg").exists()
     graph = json.loads((out / "graphs" / f"{stem}.geojson").read_text())
     assert graph["type"] == "FeatureCollection"
+
+
+def test_validation_and_test_py_report_identical_metrics(tmp_path, tiny_dataset):
+    """One evaluation path: the metrics validation logged for a checkpoint are exactly those
+    test.py writes for the same checkpoint and split (graphs and APLS included)."""
+    config = tiny_config(tiny_dataset, tmp_path / "saved", epochs=1, val_graphs=True)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    assert run_command("train.py", "-c", str(path)).returncode == 0
+    checkpoint = run_folder(tmp_path / "saved") / "checkpoint-epoch1.pth"
+    logged = torch.load(checkpoint, weights_only=True)["log"]
+    out = tmp_path / "out"
+    result = run_command("test.py", "-r", str(checkpoint), "--split", "val", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    written = json.loads((out / "metrics.json").read_text())
+    validation = {key.removeprefix("val/"): value for key, value in logged.items()
+                  if key.startswith("val/")}
+    assert {"road_iou", "relaxed_f1", "conn_miou", "apls", "loss"} <= set(validation)
+    assert validation == {key: written[key] for key in validation}

@@ -4,23 +4,22 @@ import math
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from base.base_trainer import BaseTrainer
+from evaluation.pipeline import Evaluator, TileResult, evaluation_settings
+from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
 from roads.classes import colorize
-from model.loss import balanced_cross_entropy, soft_iou_loss
-from evaluation.metrics import RoadMetrics
 from utils.config import ConfigParser
 from utils.distributed import DistributedContext, all_reduce_sum
 from utils.errors import UserError
-from evaluation.predictor import SlidingWindowPredictor
 
 logger = logging.getLogger("trainer")
-
-VALIDATION_METRICS = ("road_iou", "precision", "recall", "f1", "relaxed_f1", "conn_miou")
 
 
 def autocast_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:
@@ -44,7 +43,7 @@ def forward_loss(model: nn.Module, criterion: Any, batch: dict[str, Tensor],
     return criterion(outputs, batch)
 
 
-def optimise(loss: Tensor, model: nn.Module, optimizer: torch.optim.Optimizer,
+def optimize(loss: Tensor, model: nn.Module, optimizer: torch.optim.Optimizer,
              scaler: torch.amp.GradScaler, clip_grad_norm: float | None = None) -> None:
     """Backward and one optimizer step, through the gradient scaler (a no-op unless fp16)."""
     optimizer.zero_grad(set_to_none=True)
@@ -57,42 +56,40 @@ def optimise(loss: Tensor, model: nn.Module, optimizer: torch.optim.Optimizer,
 
 
 class JointTrainer(BaseTrainer):
-    """Trains segmentation and connectivity jointly on random crops; validates on whole tiles."""
+    """Trains segmentation and connectivity jointly on random crops; validates on whole tiles
+    through the evaluation pipeline that `test.py` runs."""
 
     def __init__(self, model: nn.Module, criterion: Any, optimizer: torch.optim.Optimizer,
                  config: ConfigParser, context: DistributedContext, data_loader: Any,
                  valid_data_loader: Any = None, lr_scheduler: Any = None) -> None:
-        settings = config["trainer"]
+        super().__init__(model, criterion, optimizer, config, context, lr_scheduler)
+        settings = self.settings
         self.data_loader = data_loader
         self.valid_data_loader = valid_data_loader
-        self.log_step = settings.get("log_step", 10)
-        self.image_period = settings.get("image_period", 5)
-        self.clip_grad_norm = settings.get("clip_grad_norm")
-        self.skip_nonfinite = settings.get("skip_nonfinite_loss", False)
-        self.channels_last = settings.get("channels_last", False) and context.device.type == "cuda"
-        self.autocast_dtype = autocast_dtype_for(context.device, settings.get("amp", True))
+        self.channels_last = settings.channels_last and context.device.type == "cuda"
+        self.autocast_dtype = autocast_dtype_for(context.device, settings.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
-        self.rho = config["metrics"]["rho"]
         self.global_step = 0
-        super().__init__(model, criterion, optimizer, config, context, lr_scheduler)
+        # The network as training runs it; self.model stays the plain module whose weights are
+        # saved and which validation predicts with.
+        self.train_model = model
         if context.enabled:
-            self.model = DistributedDataParallel(
+            self.train_model = DistributedDataParallel(
                 model, device_ids=[context.device.index] if context.device.type == "cuda" else None)
-        if settings.get("compile", False):
-            self.model = torch.compile(self.model)
+        if settings.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.evaluation = evaluation_settings(config, graphs=settings.val_graphs)
         self.predictor = SlidingWindowPredictor(
-            self._unwrapped_model(), device=context.device, autocast_dtype=self.autocast_dtype,
-            **config.checked_section("predictor", SlidingWindowPredictor))
+            model, config.settings(PredictorSettings, "predictor"), device=context.device,
+            autocast_dtype=self.autocast_dtype)
 
     def metric_names(self) -> set[str]:
-        num_stacks = self.config["arch"]["args"].get("num_stacks", 2)
-        parts = ["final"] + [f"stack{i + 1}" for i in range(num_stacks)]
-        train = {"train/loss", "train/lr"} | {f"train/{task}/{part}" for task in ("seg", "conn")
-                                             for part in parts}
+        train = {"train/loss", "train/lr"} | {
+            f"train/{name}" for name in self.criterion.term_names(self.model.num_stacks)
+            if name != "total"}
         if self.valid_data_loader is None:
             return train
-        valid = {"val/loss", "val/seg", "val/conn"} | {f"val/{name}" for name in VALIDATION_METRICS}
-        return train | valid
+        return train | {f"val/{name}" for name in Evaluator.metric_names(self.evaluation)}
 
     def _extra_state(self) -> dict[str, Any]:
         return {"scaler": self.scaler.state_dict(), "global_step": self.global_step}
@@ -103,7 +100,7 @@ class JointTrainer(BaseTrainer):
         self.global_step = state.get("global_step", 0)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
-        self.model.train()
+        self.train_model.train()
         self.data_loader.set_epoch(epoch)
         sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
         batches = torch.zeros((), device=self.device)
@@ -122,7 +119,7 @@ class JointTrainer(BaseTrainer):
                 sums[name] += value.detach()
             batches += 1
             self.global_step += 1
-            if batch_index % self.log_step == 0:
+            if batch_index % self.settings.log_step == 0:
                 loss = terms["total"].item()
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if self.writer is not None:
@@ -141,45 +138,34 @@ class JointTrainer(BaseTrainer):
         return log
 
     def _step(self, batch: dict[str, Tensor], epoch: int, batch_index: int) -> dict[str, Tensor] | None:
-        terms = forward_loss(self.model, self.criterion, batch, self.autocast_dtype, self.channels_last)
+        terms = forward_loss(self.train_model, self.criterion, batch, self.autocast_dtype,
+                             self.channels_last)
         loss = terms["total"]
         finite = torch.isfinite(loss).float()
         if self.context.enabled:
             finite = all_reduce_sum(finite) / self.context.world_size
         if finite.item() < 1:
-            if self.skip_nonfinite:
+            if self.settings.skip_nonfinite_loss:
                 return None
             kept = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
                     else "no checkpoint was saved before it")
             raise UserError(f"the loss is {loss.item()} (not finite) at epoch {epoch}, batch "
                             f"{batch_index}; training stopped, {kept}; set "
                             f"trainer.skip_nonfinite_loss to skip such batches instead")
-        optimise(loss, self.model, self.optimizer, self.scaler, self.clip_grad_norm)
+        optimize(loss, self.train_model, self.optimizer, self.scaler, self.settings.clip_grad_norm)
         return terms
 
     def _valid_epoch(self, epoch: int) -> dict[str, float]:
         if self.valid_data_loader is None:
             return {}
-        metrics = RoadMetrics(rho=self.rho)
-        losses = torch.zeros(3, dtype=torch.float64)
-        for index, batch in enumerate(tqdm(self.valid_data_loader, desc="validation", leave=False,
-                                           disable=not self.context.is_main, dynamic_ncols=True)):
-            seg, conn = self.predictor(batch["image"][0])
-            mask, labels = batch["mask"][0], batch["conn"][0]
-            seg_loss = soft_iou_loss(seg[None], mask[None])
-            conn_loss = balanced_cross_entropy(conn[None], labels[None])
-            losses += torch.tensor([seg_loss.item(), conn_loss.item(), 1.0], dtype=torch.float64)
-            pred_mask, pred_conn = seg.argmax(0), conn.argmax(0)
-            metrics.update(pred_mask.numpy(), mask.numpy(), pred_conn.numpy(), labels.numpy())
-            if index == 0 and epoch % self.image_period == 0:
-                self._write_images(batch, pred_mask, seg.softmax(0)[1], pred_conn, epoch)
-        losses = all_reduce_sum(losses)
-        metrics.load_state_tensor(all_reduce_sum(metrics.state_tensor()))
-        result = metrics.result()
-        count = max(losses[2].item(), 1.0)
-        log = {"val/seg": losses[0].item() / count, "val/conn": losses[1].item() / count}
-        log["val/loss"] = log["val/seg"] + log["val/conn"]
-        log.update({f"val/{name}": result[name] for name in VALIDATION_METRICS})
+        evaluator = Evaluator(self.predictor, self.evaluation)
+        tiles = tqdm(self.valid_data_loader, desc="validation", leave=False,
+                     disable=not self.context.is_main, dynamic_ncols=True)
+        for index, tile in enumerate(evaluator.tiles(tiles)):
+            if index == 0 and epoch % self.settings.image_period == 0:
+                self._write_images(tile, epoch)
+        log = {f"val/{name}": value for name, value in evaluator.result().items()
+               if isinstance(value, float)}
         self._write_scalars(log, epoch)
         return log
 
@@ -194,23 +180,27 @@ class JointTrainer(BaseTrainer):
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self.writer.add_scalar(name, value, epoch)
 
-    def _write_images(self, batch: dict[str, Any], pred_mask: Tensor, road_prob: Tensor,
-                      pred_conn: Tensor, epoch: int, size: int = 256) -> None:
-        """A fixed central crop of the first validation tile: input, truth and prediction."""
+    def _write_images(self, tile: TileResult, epoch: int, size: int = 256) -> None:
+        """One panel of a fixed central crop of the first validation tile: image, true mask, road
+        probability, true and predicted connectivity, side by side."""
         if self.writer is None:
             return
-        height, width = pred_mask.shape
+        height, width = tile.prediction.mask.shape
         top, left = max((height - size) // 2, 0), max((width - size) // 2, 0)
         window = (slice(top, top + size), slice(left, left + size))
-        settings = self.config["data_loader"]["args"]
-        mean = torch.tensor(settings["mean"]).view(3, 1, 1)
-        std = torch.tensor(settings["std"]).view(3, 1, 1)
-        image = (batch["image"][0][(slice(None), *window)] * std + mean).clamp(0, 1)
-        self.writer.add_image("val/image", image, epoch)
-        self.writer.add_image("val/mask_true", batch["mask"][0][window].float()[None], epoch)
-        self.writer.add_image("val/road_probability", road_prob[window][None], epoch)
-        self.writer.add_image("val/connectivity_true",
-                              colorize(batch["conn"][0][window].numpy()), epoch, dataformats="HWC")
-        self.writer.add_image("val/connectivity_pred",
-                              colorize(pred_conn[window].numpy().astype("uint8")), epoch,
-                              dataformats="HWC")
+        item, prediction = tile.item, tile.prediction
+
+        def picture(array: np.ndarray) -> Tensor:
+            """(h, w) grey in [0, 1] or (h, w, 3) uint8 -> (3, h, w) float in [0, 1]."""
+            tensor = torch.as_tensor(np.ascontiguousarray(array))
+            if tensor.dim() == 2:
+                return tensor.float().expand(3, *tensor.shape)
+            return tensor.permute(2, 0, 1).float() / 255
+
+        panels = [picture(item["raw_image"].numpy()[window]),
+                  picture(item["mask"].numpy()[window] == 1),
+                  picture(prediction.probability[window]),
+                  picture(colorize(item["conn"].numpy()[window].astype(np.uint8))),
+                  picture(colorize(prediction.connectivity[window]))]
+        self.writer.add_image("val/image_mask_probability_connectivity",
+                              make_grid(panels, nrow=len(panels), padding=4, pad_value=0.5), epoch)

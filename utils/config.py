@@ -11,13 +11,16 @@ import json
 import logging
 import os
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from utils.checkpoint import load_checkpoint
 from utils.errors import ConfigError
+from utils.settings import from_config
+
+T = TypeVar("T")
+logger = logging.getLogger("config")
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -31,31 +34,25 @@ class Expected(NamedTuple):
     minimum: int | None = None
 
 
-# The keys that the commands read directly, checked when the config is parsed so that a missing key
-# or a value of the wrong type is reported before training starts rather than as a traceback hours
-# later. The `args` of sections named by a `type` are checked against the built class instead.
+# The sections every config needs, checked when it is parsed. Each section's own keys are checked
+# by its settings class (`ConfigParser.settings`) or, for sections naming a `type`, against the
+# signature of the class they build (`init_obj`).
 EXPECTED_KEYS = {
     "name": Expected((str,), required=True),
     "arch": Expected((dict,), required=True),
     "trainer": Expected((dict,), required=True),
-    "trainer.epochs": Expected((int,), required=True, minimum=1),
-    "trainer.seed": Expected((int,), required=True),
-    "trainer.save_dir": Expected((str,)),
-    "trainer.valid_split": Expected((str, type(None))),
-    "trainer.monitor": Expected((str,)),
-    "trainer.early_stop": Expected((int, type(None)), minimum=0),
-    "trainer.clip_grad_norm": Expected((int, float, type(None))),
-    **{f"trainer.{key}": Expected((int,), minimum=1)
-       for key in ("save_period", "val_period", "log_step", "image_period")},
-    **{f"trainer.{key}": Expected((bool,))
-       for key in ("deterministic", "tensorboard", "amp", "channels_last", "compile", "sync_bn",
-                   "skip_nonfinite_loss")},
     "predictor": Expected((dict,), required=True),
     "metrics": Expected((dict,), required=True),
-    "metrics.rho": Expected((int,), required=True, minimum=0),
-    "metrics.apls": Expected((dict,)),
     "graph": Expected((dict,)),
 }
+
+BASE_KEY = "_base_"
+"""A config may name a base config (a path relative to itself) and hold only its differences:
+objects merge key by key, any other value replaces the base's (mmsegmentation's `_base_`)."""
+
+# Network arguments of earlier versions, still read with a warning: the class counts are fixed by
+# the labels (roads/classes.py) and are no longer parameters.
+FIXED_ARCH_ARGS = {"seg_classes": 2, "conn_classes": 5}
 
 
 class Override(NamedTuple):
@@ -75,9 +72,9 @@ class ConfigParser:
         self.resume = Path(resume) if resume is not None else None
         self.options = argparse.Namespace()
         for key, value in (modification or {}).items():
-            if value is not None:
-                set_by_path(self._config, key, value)
+            set_by_path(self._config, key, value)
         check_expected_keys(self._config)
+        read_deprecated_keys(self._config)
         save_dir = Path(self._config["trainer"].get("save_dir", "saved"))
         name = self._config["name"]
         self.run_id = run_id or datetime.now().strftime("%Y%m%d_%H%M%S")
@@ -105,7 +102,9 @@ class ConfigParser:
                 raise ConfigError(f"checkpoint {resume} holds no config: pass one with -c")
         else:
             raise ConfigError("give a config file with -c config.json, or a checkpoint with -r")
-        modification = {o.target: getattr(options, o.target) for o in overrides}
+        # A named option left out is None; `--set key=null` really sets null.
+        modification = {o.target: getattr(options, o.target) for o in overrides
+                        if getattr(options, o.target) is not None}
         modification.update(parse_assignment(text) for text in options.set)
         parsed = cls(config, resume, modification)
         parsed.options = options
@@ -131,22 +130,24 @@ class ConfigParser:
             return factory(*args, **config_kwargs, **kwargs)
         except TypeError as error:
             raise ConfigError(f"'{name}': {error}") from None
+        except ValueError as error:
+            # The repo's classes name the parameter first ("block: must be one of ...").
+            parameter, separator, message = str(error).partition(": ")
+            if separator and parameter in config_kwargs:
+                raise ConfigError(f"config key '{name}.args.{parameter}': {message}") from None
+            raise
 
-    def init_ftn(self, name: str, module: ModuleType, *args, **kwargs) -> partial:
-        """`functools.partial` of `module.<config[name].type>` with the configured arguments."""
-        factory, config_kwargs = self._lookup(name, module)
-        return partial(factory, *args, **config_kwargs, **kwargs)
-
-    def checked_section(self, dotted_key: str, factory: Any) -> dict:
-        """The keyword arguments at `dotted_key` (e.g. "predictor"), checked against `factory`'s
-        signature: unknown names and values of the wrong kind are reported naming the key."""
-        section: Any = self._config
+    def section(self, dotted_key: str) -> Any:
+        """The value at `dotted_key` (e.g. "metrics.apls"); None when a part of it is absent."""
+        node: Any = self._config
         for key in dotted_key.split("."):
-            section = section.get(key, {}) if isinstance(section, dict) else None
-        if not isinstance(section, dict):
-            raise ConfigError(f"config key '{dotted_key}' must be an object")
-        check_argument_kinds(dotted_key, factory, section)
-        return dict(section)
+            node = node.get(key) if isinstance(node, dict) else None
+        return node
+
+    def settings(self, cls: type[T], dotted_key: str, **overrides: Any) -> T:
+        """The settings dataclass `cls` of the section at `dotted_key`, defaults where absent;
+        errors name the JSON key."""
+        return from_config(cls, self.section(dotted_key), dotted_key, **overrides)
 
     def find_type(self, name: str, module: ModuleType) -> Any:
         """The class or function that `config[name].type` names in `module`."""
@@ -210,6 +211,19 @@ def check_expected_keys(config: dict) -> None:
             raise ConfigError(f"config key '{dotted_key}' must be >= {expected.minimum}, got {value}")
 
 
+def read_deprecated_keys(config: dict) -> None:
+    """Accept the keys of earlier versions with a one-line warning each (see FIXED_ARCH_ARGS)."""
+    arch_args = config["arch"].get("args") or {}
+    for key, fixed in FIXED_ARCH_ARGS.items():
+        if key in arch_args:
+            if arch_args[key] != fixed:
+                raise ConfigError(f"config key 'arch.args.{key}' must be {fixed}: the labels "
+                                  f"define {fixed} classes (roads/classes.py)")
+            logger.warning("config key 'arch.args.%s' is deprecated and ignored (always %d)",
+                           key, fixed)
+            del arch_args[key]
+
+
 def value_kind(value: Any) -> str | None:
     """The JSON kind of a value: boolean, number, string, array or object (None for others)."""
     if isinstance(value, bool):
@@ -266,7 +280,8 @@ def set_by_path(tree: dict, dotted_key: str, value: Any) -> None:
     if not isinstance(node, dict) or leaf not in node:
         raise ConfigError(unknown_key_message(dotted_key, node))
     old = node[leaf]
-    if old is not None and not same_kind(old, value):
+    # null is always allowed here: the section's settings class decides whether the key may be.
+    if old is not None and value is not None and not same_kind(old, value):
         raise ConfigError(f"config key '{dotted_key}' expects {type(old).__name__}, "
                           f"got {value!r} ({type(value).__name__})")
     node[leaf] = float(value) if isinstance(old, float) and isinstance(value, int) else value
@@ -288,7 +303,32 @@ def unknown_key_message(dotted_key: str, node: Any) -> str:
     return f"unknown config key '{dotted_key}'{hint}"
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A config file, merged onto the base config it names under `_base_` (recursively)."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"config file {path}: its {BASE_KEY} chain comes back to it")
+    content = _read_json_object(path)
+    base = content.pop(BASE_KEY, None)
+    if base is None:
+        return content
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {path}: '{BASE_KEY}' must be a path, got {base!r}")
+    return merged(read_json(path.parent / base, (*_seen, path.resolve())), content)
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` applied: objects merge key by key, other values replace."""
+    result = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _read_json_object(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as file:
             content = json.load(file)

@@ -1,6 +1,7 @@
 """Process-group helpers: the same code runs as one process or under `torchrun`."""
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -55,3 +56,17 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 def shutdown_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """The list of every process's `value` (picklable), in rank order; `[value]` alone."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def is_main_process() -> bool:
+    """Rank 0, or the only process: the one that writes shared files."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0

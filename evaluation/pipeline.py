@@ -1,0 +1,180 @@
+"""The one evaluation path, shared by validation and `test.py`.
+
+For each tile: predict whole-tile logits (sliding window), post-process them once (the road
+probability, the only threshold, the connectivity classes, the road graph), score them against
+the truth when there is one (pixel and relaxed metrics, connectivity mIoU, losses, APLS) and
+write the outputs through one writer. The split's metrics are reduced over all processes, so
+validation under DDP and a single-process `test.py` report the same numbers.
+"""
+import inspect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import torch
+
+from evaluation.apls import apls
+from evaluation.metrics import RoadMetrics
+from evaluation.postprocess import Prediction, postprocess, predicted_graph, truth_graph
+from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
+from evaluation.writer import PredictionWriter
+from model.loss import balanced_cross_entropy, soft_iou_loss
+from roads.geo import read_geotransform
+from roads.graph import GraphSettings
+from utils.config import ConfigParser
+from utils.distributed import all_reduce_sum, gather_objects
+from utils.settings import check
+
+LOSS_NAMES = ("seg", "conn", "loss")
+"""Losses of the final outputs on whole tiles (`loss` = seg + conn, unweighted)."""
+APLS_NAMES = ("apls",)
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """The `metrics` section: the relaxed metrics' buffer `rho` in pixels, and the keyword
+    arguments of `evaluation.apls.apls` (delta, snap, min_path, metres_per_pixel)."""
+
+    rho: int = 3
+    apls: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check(self.rho >= 0, "rho", f"must be a non-negative number of pixels, got {self.rho}")
+        known = [name for name, parameter in inspect.signature(apls).parameters.items()
+                 if parameter.kind is parameter.KEYWORD_ONLY]
+        for name in self.apls:
+            check(name in known, "apls", f"unknown key '{name}'; known: {', '.join(known)}")
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """Everything the pipeline needs besides the predictor.
+
+    threshold: road probability above which a pixel is road (the only threshold);
+    graphs: build road graphs and score APLS (validation may skip them: they cost time).
+    """
+
+    threshold: float = 0.5
+    graphs: bool = True
+    metrics: MetricSettings = MetricSettings()
+    graph: GraphSettings = GraphSettings()
+
+
+@dataclass
+class TileResult:
+    """What the pipeline made of one tile: the input item, the prediction, the predicted graph
+    (None when graphs are off) and the tile's scores (empty without truth)."""
+
+    item: dict
+    prediction: Prediction
+    graph: nx.Graph | None
+    scores: dict[str, float]
+
+
+class Evaluator:
+    """Evaluates a split tile by tile; `result()` gives the split's metrics once all are done.
+
+    items: dicts with `image` (3, H, W) float normalised, `raw_image` (H, W, 3) uint8, `stem`,
+    `image_path` and, for a split with truth, `mask` (H, W) int 0/1, `conn` (H, W) int classes and
+    `geojson_path` ("" when the tile has none).
+    """
+
+    def __init__(self, predictor: SlidingWindowPredictor, settings: EvaluationSettings,
+                 writer: PredictionWriter | None = None) -> None:
+        self.predictor = predictor
+        self.settings = settings
+        self.writer = writer
+        self.metrics = RoadMetrics(rho=settings.metrics.rho)
+        self.losses = torch.zeros(3, dtype=torch.float64)  # seg, conn, tiles with truth
+        self.tiles_seen = torch.zeros(1, dtype=torch.float64)
+        self.apls = torch.zeros(2, dtype=torch.float64)  # sum, tiles
+        self.rows: list[dict] = []
+        self.truth_sources: set[str] = set()
+
+    @staticmethod
+    def metric_names(settings: EvaluationSettings) -> set[str]:
+        """The numeric keys of `result()` for a split with truth."""
+        names = set(RoadMetrics(rho=0).result()) | set(LOSS_NAMES)
+        return names | set(APLS_NAMES) if settings.graphs else names
+
+    def tiles(self, items: Iterable[dict]) -> Iterator[TileResult]:
+        """Predict, post-process, score and write each item; yield what was made of it."""
+        for item in items:
+            yield self._evaluate(item)
+
+    def _evaluate(self, item: dict) -> TileResult:
+        self.tiles_seen += 1
+        segmentation, connectivity = self.predictor(item["image"])
+        prediction = postprocess(segmentation, connectivity, self.settings.threshold)
+        transform = read_geotransform(item["image_path"])
+        graph = None
+        if self.settings.graphs or self.writer is not None:
+            graph = predicted_graph(prediction, self.settings.graph)
+        scores: dict[str, float] = {}
+        true_mask = None
+        if "mask" in item:
+            true_mask = item["mask"].numpy().astype(bool)
+            scores = self.metrics.update(prediction.mask, true_mask, prediction.connectivity,
+                                         item["conn"].numpy())
+            seg_loss = soft_iou_loss(segmentation[None], item["mask"][None]).item()
+            conn_loss = balanced_cross_entropy(connectivity[None], item["conn"][None]).item()
+            self.losses += torch.tensor([seg_loss, conn_loss, 1.0], dtype=torch.float64)
+            scores.update(seg=seg_loss, conn=conn_loss, loss=seg_loss + conn_loss)
+            if self.settings.graphs:
+                truth, source = truth_graph(true_mask, item["geojson_path"], transform,
+                                            self.settings.graph)
+                self.truth_sources.add(source)
+                scores["apls"] = apls(truth, graph, **self.settings.metrics.apls).apls
+                self.apls += torch.tensor([scores["apls"], 1.0], dtype=torch.float64)
+            self.rows.append({"stem": item["stem"], **{k: round(v, 6) for k, v in scores.items()}})
+        if self.writer is not None:
+            self.writer.write(item["stem"], _numpy(item["raw_image"]), prediction, graph,
+                              transform, true_mask)
+        return TileResult(item, prediction, graph, scores)
+
+    def result(self) -> dict[str, Any]:
+        """The split's metrics, summed over every process: RoadMetrics' scores, the mean losses,
+        the mean APLS and where its truth came from, and the number of tiles (only the latter
+        for tiles without truth). Collective under DDP: every process must call it."""
+        self.metrics.load_state_tensor(all_reduce_sum(self.metrics.state_tensor()))
+        losses = all_reduce_sum(self.losses.clone())
+        apls_sums = all_reduce_sum(self.apls.clone())
+        tiles_seen = int(all_reduce_sum(self.tiles_seen.clone()).item())
+        self.rows = sorted((row for rows in gather_objects(self.rows) for row in rows),
+                           key=lambda row: row["stem"])
+        sources = {source for group in gather_objects(sorted(self.truth_sources))
+                   for source in group}
+        tiles = losses[2].item()
+        if not tiles:
+            return {"n_tiles": tiles_seen}
+        summary: dict[str, Any] = self.metrics.result()
+        seg, conn = (losses[:2] / tiles).tolist()
+        summary.update(seg=seg, conn=conn, loss=seg + conn)
+        if self.settings.graphs:
+            summary["apls"] = apls_sums[0].item() / apls_sums[1].item()
+            summary["apls_ground_truth"] = "+".join(sorted(sources))
+        summary["n_tiles"] = tiles_seen
+        return summary
+
+
+def evaluate(predictor: SlidingWindowPredictor, items: Iterable[dict],
+             settings: EvaluationSettings, writer: PredictionWriter | None = None
+             ) -> tuple[dict[str, Any], list[dict]]:
+    """Run the pipeline over `items`: the split's metrics and one row of scores per tile."""
+    evaluator = Evaluator(predictor, settings, writer)
+    for _ in evaluator.tiles(items):
+        pass
+    return evaluator.result(), evaluator.rows
+
+
+def evaluation_settings(config: ConfigParser, graphs: bool = True) -> EvaluationSettings:
+    """The pipeline's settings from a config: `predictor.threshold`, `metrics` and `graph`."""
+    return EvaluationSettings(threshold=config.settings(PredictorSettings, "predictor").threshold,
+                              graphs=graphs, metrics=config.settings(MetricSettings, "metrics"),
+                              graph=config.settings(GraphSettings, "graph"))
+
+
+def _numpy(array: Any) -> np.ndarray:
+    return array.numpy() if isinstance(array, torch.Tensor) else np.asarray(array)

@@ -1,0 +1,55 @@
+"""From network outputs to what is evaluated and written: the road probability, the one
+threshold that makes the mask, connectivity classes, and the road graphs."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import torch
+
+from roads.geo import GeoTransform, read_road_lines
+from roads.graph import GraphSettings, lines_to_graph, mask_to_graph
+from utils.settings import check
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A tile's post-processed prediction.
+
+    probability (H, W) float32 road probability; mask (H, W) bool, probability > threshold;
+    connectivity (H, W) uint8 classes 0..4 (argmax of the connectivity logits).
+    """
+
+    probability: np.ndarray
+    mask: np.ndarray
+    connectivity: np.ndarray
+
+
+def postprocess(segmentation: torch.Tensor, connectivity: torch.Tensor,
+                threshold: float) -> Prediction:
+    """segmentation (2, H, W) and connectivity (5, H, W) logits -> Prediction.
+
+    The road mask is `probability > threshold`; at 0.5 this is the argmax of the two logits
+    (SPEC 5), the default.
+    """
+    check(0.0 <= threshold < 1.0, "threshold", f"must lie in [0, 1), got {threshold}")
+    probability = segmentation.float().softmax(0)[1].numpy()
+    return Prediction(probability, probability > threshold,
+                      connectivity.argmax(0).numpy().astype(np.uint8))
+
+
+def predicted_graph(prediction: Prediction, settings: GraphSettings) -> nx.Graph:
+    """The road graph of a prediction, by `settings.method`."""
+    return mask_to_graph(prediction.mask, simplify_epsilon=settings.simplify_epsilon,
+                         **settings.skeleton())
+
+
+def truth_graph(true_mask: np.ndarray, geojson_path: str | Path | None,
+                transform: GeoTransform | None, settings: GraphSettings) -> tuple[nx.Graph, str]:
+    """The true road graph and its source: the tile's GeoJSON projected into its pixels when it
+    has both, else the graph of its true mask built like the predicted ones."""
+    if geojson_path and transform is not None:
+        lines = [transform.to_pixel(line.coords) for line in read_road_lines(geojson_path)]
+        return lines_to_graph(lines), "geojson"
+    return mask_to_graph(true_mask, simplify_epsilon=settings.simplify_epsilon,
+                         **settings.skeleton()), "mask"
