@@ -18,6 +18,7 @@ from base.base_trainer import TrainerSettings
 from data_loader.datasets import ImageFolderDataset
 from evaluation.pipeline import evaluate, evaluation_settings
 from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
+from evaluation.presets import PRESETS
 from evaluation.writer import PredictionWriter, write_tables
 from trainer.trainer import autocast_dtype_for
 from utils.checkpoint import load_checkpoint, load_model_state
@@ -38,8 +39,11 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--out", help="output folder (default: test/ beside the checkpoint)")
     parser.add_argument("--tta", action="store_true", help="average the 8 flips and rotations")
     parser.add_argument("--images", help="predict every image of this folder (no ground truth)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="ours",
+                        help="evaluate as a published pipeline does (evaluation/presets.py)")
     config = ConfigParser.from_args(parser, [], args)
     options = config.options
+    config.update(PRESETS[options.preset])
     predictor_settings = config.settings(PredictorSettings, "predictor",
                                          **({"tta": True} if options.tta else {}))
     settings = evaluation_settings(config)
@@ -65,7 +69,8 @@ def main(args: list[str] | None = None) -> None:
                                  settings, writer)
         writer.write_submission()
         if context.is_main:
-            described = {"checkpoint": str(config.resume), "threshold": settings.threshold,
+            described = {"checkpoint": str(config.resume), "preset": options.preset,
+                         "threshold": settings.threshold,
                          **{key: getattr(predictor_settings, key)
                             for key in ("tta", "window", "margin")},
                          "rho": settings.metrics.rho, "apls_settings": settings.metrics.apls,

@@ -41,7 +41,7 @@ def postprocess(segmentation: torch.Tensor, connectivity: torch.Tensor,
 def predicted_graph(prediction: Prediction, settings: GraphSettings) -> nx.Graph:
     """The road graph of a prediction, by `settings.method`."""
     return mask_to_graph(prediction.mask, simplify_epsilon=settings.simplify_epsilon,
-                         **settings.skeleton())
+                         border_pad=settings.border_pad, **settings.skeleton())
 
 
 def truth_graph(true_mask: np.ndarray, geojson_path: str | Path | None,
@@ -52,4 +52,4 @@ def truth_graph(true_mask: np.ndarray, geojson_path: str | Path | None,
         lines = [transform.to_pixel(line.coords) for line in read_road_lines(geojson_path)]
         return lines_to_graph(lines), "geojson"
     return mask_to_graph(true_mask, simplify_epsilon=settings.simplify_epsilon,
-                         **settings.skeleton()), "mask"
+                         border_pad=settings.border_pad, **settings.skeleton()), "mask"

@@ -137,6 +137,10 @@ class ConfigParser:
                 raise ConfigError(f"config key '{name}.args.{parameter}': {message}") from None
             raise
 
+    def update(self, changes: dict) -> None:
+        """Merge `changes` (nested like the config) into the config: objects key by key."""
+        self._config = merged(self._config, changes)
+
     def section(self, dotted_key: str) -> Any:
         """The value at `dotted_key` (e.g. "metrics.apls"); None when a part of it is absent."""
         node: Any = self._config

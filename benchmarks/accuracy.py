@@ -1,0 +1,148 @@
+"""Accuracy on real imagery: train a config, evaluate its best checkpoint, print one table.
+
+    python -m benchmarks.accuracy --config configs/massachusetts-cpu.json
+    python -m benchmarks.accuracy --config configs/massachusetts-cpu.json --ablations --epochs 3
+
+Each run is `python train.py -c CONFIG` followed by `python test.py -r <model_best.pth> --split val`
+(the same pipeline as validation), as a user would type them; the table has road IoU, F1,
+relaxed F1 (rho = metrics.rho, 3 px: Mnih's protocol), connectivity mIoU, APLS and the training
+minutes. `--ablations` trains, at one equal budget, the paper's claims against their variants:
+joint vs segmentation only (`loss.args.conn_weight` 0), two seeds each, then `ga` vs `se` vs
+`basic` blocks and 2 vs 1 stacks, one seed each. `--preset` adds the evaluation presets of
+`evaluation/presets.py` to each run's evaluation.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from utils.errors import UserError, run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+COLUMNS = ("road_iou", "f1", "relaxed_f1", "conn_miou", "apls")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: a name and the `--set` assignments that make it."""
+
+    name: str
+    sets: tuple[str, ...] = ()
+    group: str = ""
+
+
+@dataclass
+class Outcome:
+    run: Run
+    minutes: float
+    metrics: dict[str, dict] = field(default_factory=dict)  # by evaluation preset
+
+
+ABLATIONS = (
+    Run("joint, seed 0", ("trainer.seed=0",), "task"),
+    Run("joint, seed 1", ("trainer.seed=1", "data_loader.args.seed=1"), "task"),
+    Run("segmentation only, seed 0", ("trainer.seed=0", "loss.args.conn_weight=0.0"), "task"),
+    Run("segmentation only, seed 1", ("trainer.seed=1", "data_loader.args.seed=1",
+                                      "loss.args.conn_weight=0.0"), "task"),
+    Run("se blocks", ("arch.args.block=\"se\"",), "block"),
+    Run("basic blocks", ("arch.args.block=\"basic\"",), "block"),
+    Run("1 stack", ("arch.args.num_stacks=1",), "stacks"),
+)
+
+
+def command(*args: str) -> subprocess.CompletedProcess:
+    """Run `python <args>` from the repo root, output shown as it comes (progress bars too)."""
+    result = subprocess.run([sys.executable, *args], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise UserError(f"`python {' '.join(args)}` failed with exit code {result.returncode}")
+    return result
+
+
+def train_and_test(config: Path, run: Run, save_dir: Path, epochs: int | None,
+                   presets: list[str], extra: list[str]) -> Outcome:
+    sets = [*run.sets, *extra, f"trainer.save_dir={json.dumps(str(save_dir))}"]
+    if epochs is not None:
+        sets += [f"trainer.epochs={epochs}", f"lr_scheduler.args.T_max={epochs}"]
+    arguments = [item for assignment in sets for item in ("--set", assignment)]
+    start = time.perf_counter()
+    command("train.py", "-c", str(config), *arguments)
+    minutes = (time.perf_counter() - start) / 60
+    checkpoints = sorted(save_dir.glob("models/*/*/model_best.pth"), key=lambda p: p.stat().st_mtime)
+    if not checkpoints:
+        raise UserError(f"{save_dir}: training wrote no model_best.pth (is a validation split set?)")
+    outcome = Outcome(run, minutes)
+    for preset in ["ours", *presets]:
+        out = checkpoints[-1].parent / f"val-{preset}"
+        preset_args = [] if preset == "ours" else ["--preset", preset]
+        command("test.py", "-r", str(checkpoints[-1]), "--split", "val", "--out", str(out),
+                *preset_args)
+        outcome.metrics[preset] = json.loads((out / "metrics.json").read_text())
+    return outcome
+
+
+def table(outcomes: list[Outcome]) -> str:
+    """The results as a Markdown table, one row per run and evaluation preset."""
+    header = ["run", "evaluation", *COLUMNS, "train min"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for outcome in outcomes:
+        for preset, metrics in outcome.metrics.items():
+            values = [f"{metrics[key]:.3f}" for key in COLUMNS]
+            lines.append(f"| {outcome.run.name} | {preset} | " + " | ".join(values)
+                         + f" | {outcome.minutes:.1f} |")
+    return "\n".join(lines)
+
+
+def seed_spread(outcomes: list[Outcome]) -> str:
+    """For runs that differ only by seed, the range of each metric: smaller differences between
+    variants are ties."""
+    by_variant: dict[str, list[dict]] = {}
+    for outcome in outcomes:
+        if ", seed " in outcome.run.name:
+            by_variant.setdefault(outcome.run.name.split(", seed ")[0], []).append(
+                outcome.metrics["ours"])
+    lines = []
+    for variant, runs in by_variant.items():
+        if len(runs) > 1:
+            spreads = {key: max(r[key] for r in runs) - min(r[key] for r in runs) for key in COLUMNS}
+            means = {key: statistics.fmean(r[key] for r in runs) for key in COLUMNS}
+            lines.append(f"{variant}: mean " + ", ".join(f"{k} {means[k]:.3f}" for k in COLUMNS)
+                         + "; seed spread " + ", ".join(f"{k} {spreads[k]:.3f}" for k in COLUMNS))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, required=True, help="config to train")
+    parser.add_argument("--epochs", type=int, help="override trainer.epochs (and the schedule)")
+    parser.add_argument("--ablations", action="store_true", help="train the ablation runs")
+    parser.add_argument("--preset", action="append", default=[],
+                        help="also evaluate with this preset (e.g. authors); repeatable")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config change for every run")
+    parser.add_argument("--out", type=Path, default=REPO / "saved" / "accuracy",
+                        help="folder of the runs and of results.json")
+    args = parser.parse_args(argv)
+    runs = list(ABLATIONS) if args.ablations else [Run(args.config.stem)]
+    outcomes = []
+    for index, run in enumerate(runs):
+        print(f"== {run.name} ({index + 1}/{len(runs)})", file=sys.stderr, flush=True)
+        save_dir = args.out / f"run{index}-{run.name.replace(' ', '_').replace(',', '')}"
+        outcomes.append(train_and_test(args.config, run, save_dir, args.epochs, args.preset,
+                                       args.set))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(
+            [{"run": o.run.name, "sets": o.run.sets, "minutes": o.minutes, "metrics": o.metrics}
+             for o in outcomes], indent=2))
+    print(table(outcomes))
+    spread = seed_spread(outcomes)
+    if spread:
+        print(spread)
+
+
+if __name__ == "__main__":
+    run_cli(main)
