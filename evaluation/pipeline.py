@@ -17,10 +17,13 @@ import torch
 
 from evaluation.apls import apls
 from evaluation.metrics import RoadMetrics
-from evaluation.postprocess import Prediction, postprocess, predicted_graph, truth_graph
-from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
+from evaluation.postprocess import Prediction, predicted_graph, truth_graph
+from evaluation.predictor import (PredictorSettings, SlidingWindowPredictor, TensorSource,
+                                  WindowLogits)
 from evaluation.writer import PredictionWriter
-from model.loss import balanced_cross_entropy, soft_iou_loss
+from model.loss import (balanced_class_weights, soft_iou_from_sums, soft_iou_sums,
+                        weighted_nll_sums)
+from roads.classes import CONNECTIVITY_CLASSES, SEGMENTATION_CLASSES
 from roads.geo import read_geotransform
 from roads.graph import GraphSettings
 from utils.config import ConfigParser
@@ -106,26 +109,33 @@ class Evaluator:
 
     def _evaluate(self, item: dict) -> TileResult:
         self.tiles_seen += 1
-        segmentation, connectivity = self.predictor(item["image"])
-        prediction = postprocess(segmentation, connectivity, self.settings.threshold)
+        source = item["image"]
+        if isinstance(source, torch.Tensor):
+            source = TensorSource(source)
+        prediction = Prediction.empty(source.shape)
+        loss = TileLoss(item["mask"], item["conn"]) if "mask" in item else None
+        for window in self.predictor.windows(source):
+            prediction.paste(window.region, window.segmentation, window.connectivity,
+                             self.settings.threshold)
+            if loss is not None:
+                loss.add(window)
         transform = read_geotransform(item["image_path"])
         graph = None
         if self.settings.graphs or self.writer is not None:
             graph = predicted_graph(prediction, self.settings.graph)
         scores: dict[str, float] = {}
         true_mask = None
-        if "mask" in item:
-            true_mask = item["mask"].numpy().astype(bool)
+        if loss is not None:
+            true_mask = item["mask"].numpy() == 1
             scores = self.metrics.update(prediction.mask, true_mask, prediction.connectivity,
                                          item["conn"].numpy())
-            seg_loss = soft_iou_loss(segmentation[None], item["mask"][None]).item()
-            conn_loss = balanced_cross_entropy(connectivity[None], item["conn"][None]).item()
+            seg_loss, conn_loss = loss.result()
             self.losses += torch.tensor([seg_loss, conn_loss, 1.0], dtype=torch.float64)
             scores.update(seg=seg_loss, conn=conn_loss, loss=seg_loss + conn_loss)
             if self.settings.graphs:
-                truth, source = truth_graph(true_mask, item["geojson_path"], transform,
-                                            self.settings.graph)
-                self.truth_sources.add(source)
+                truth, source_name = truth_graph(true_mask, item["geojson_path"], transform,
+                                                 self.settings.graph)
+                self.truth_sources.add(source_name)
                 scores["apls"] = apls(truth, graph, **self.settings.metrics.apls).apls
                 self.apls += torch.tensor([scores["apls"], 1.0], dtype=torch.float64)
             self.rows.append({"stem": item["stem"], **{k: round(v, 6) for k, v in scores.items()}})
@@ -157,6 +167,35 @@ class Evaluator:
             summary["apls_ground_truth"] = "+".join(sorted(sources))
         summary["n_tiles"] = tiles_seen
         return summary
+
+
+class TileLoss:
+    """The losses of a tile's final outputs, accumulated over its windows: soft-IoU from summed
+    intersections and unions, the balanced cross-entropy (class weights from the whole tile's
+    labels) from summed weighted log-losses, so a tile never needs its logits in one piece.
+
+    mask (H, W) int 0/1 (255 ignored), conn (H, W) int classes (255 ignored).
+    """
+
+    def __init__(self, mask: torch.Tensor, conn: torch.Tensor) -> None:
+        self.mask, self.conn = mask, conn
+        self.weights = balanced_class_weights(conn, CONNECTIVITY_CLASSES)
+        self.intersection = self.union = torch.zeros(SEGMENTATION_CLASSES, dtype=torch.float64)
+        self.nll = self.weight = torch.zeros((), dtype=torch.float64)
+
+    def add(self, window: WindowLogits) -> None:
+        mask, conn = self.mask[window.region][None], self.conn[window.region][None]
+        intersection, union = soft_iou_sums(window.segmentation[None], mask)
+        self.intersection = self.intersection + intersection[0].double()
+        self.union = self.union + union[0].double()
+        nll, weight = weighted_nll_sums(window.connectivity[None], conn, self.weights)
+        self.nll, self.weight = self.nll + nll.double(), self.weight + weight.double()
+
+    def result(self) -> tuple[float, float]:
+        """(segmentation loss, connectivity loss); the latter 0 for a tile without labels."""
+        seg = soft_iou_from_sums(self.intersection, self.union).item()
+        conn = (self.nll / self.weight).item() if self.weight > 0 else 0.0
+        return seg, conn
 
 
 def evaluate(predictor: SlidingWindowPredictor, items: Iterable[dict],

@@ -9,33 +9,37 @@ import torch
 
 from roads.geo import GeoTransform, read_road_lines
 from roads.graph import GraphSettings, lines_to_graph, mask_to_graph
-from utils.settings import check
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """A tile's post-processed prediction.
+    """A tile's post-processed prediction, assembled window by window.
 
-    probability (H, W) float32 road probability; mask (H, W) bool, probability > threshold;
-    connectivity (H, W) uint8 classes 0..4 (argmax of the connectivity logits).
+    probability (H, W) uint8 road probability x 255 (rounded); mask (H, W) bool, road probability
+    > threshold (decided before rounding); connectivity (H, W) uint8 classes 0..4 (argmax of the
+    connectivity logits). One byte a pixel each, so that scenes of any size fit.
     """
 
     probability: np.ndarray
     mask: np.ndarray
     connectivity: np.ndarray
 
+    @classmethod
+    def empty(cls, shape: tuple[int, int]) -> "Prediction":
+        return cls(np.zeros(shape, np.uint8), np.zeros(shape, bool), np.zeros(shape, np.uint8))
 
-def postprocess(segmentation: torch.Tensor, connectivity: torch.Tensor,
-                threshold: float) -> Prediction:
-    """segmentation (2, H, W) and connectivity (5, H, W) logits -> Prediction.
+    def paste(self, region: tuple[slice, slice], segmentation: torch.Tensor,
+              connectivity: torch.Tensor, threshold: float) -> None:
+        """Post-process the logits of one window, segmentation (2, h, w) and connectivity
+        (5, h, w), into `region` (rows, columns).
 
-    The road mask is `probability > threshold`; at 0.5 this is the argmax of the two logits
-    (SPEC 5), the default.
-    """
-    check(0.0 <= threshold < 1.0, "threshold", f"must lie in [0, 1), got {threshold}")
-    probability = segmentation.float().softmax(0)[1].numpy()
-    return Prediction(probability, probability > threshold,
-                      connectivity.argmax(0).numpy().astype(np.uint8))
+        The road mask is `probability > threshold`; at 0.5 it is the argmax of the two logits
+        (SPEC 5), the default.
+        """
+        probability = segmentation.float().softmax(0)[1].numpy()
+        self.probability[region] = np.round(probability * 255)
+        self.mask[region] = probability > threshold
+        self.connectivity[region] = connectivity.argmax(0).numpy()
 
 
 def predicted_graph(prediction: Prediction, settings: GraphSettings) -> nx.Graph:

@@ -10,9 +10,9 @@ logits are averaged after undoing each transform.
 """
 import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -59,6 +59,40 @@ D4_TRANSFORMS: tuple[D4Transform, ...] = (
     D4Transform("transpose", _transpose, _transpose),
     D4Transform("anti_transpose", _anti_transpose, _anti_transpose),
 )
+
+
+class ImageSource(Protocol):
+    """An image the predictor reads window by window: a tensor in memory, or a raster on disk."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the image."""
+
+    def read(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
+        """(3, height, width) float32, normalized, of the window at (top, left)."""
+
+
+class TensorSource:
+    """An ImageSource over a (3, H, W) normalized tensor in memory."""
+
+    def __init__(self, image: torch.Tensor) -> None:
+        self.image = image
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.image.shape[-2:])
+
+    def read(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
+        return self.image[:, top:top + height, left:left + width]
+
+
+class WindowLogits(NamedTuple):
+    """The kept part of one window: `region` (rows, columns) slices of the image and the float32
+    CPU logits there, segmentation (2, h, w) and connectivity (5, h, w)."""
+
+    region: tuple[slice, slice]
+    segmentation: torch.Tensor
+    connectivity: torch.Tensor
 
 
 class AxisWindow(NamedTuple):
@@ -145,42 +179,43 @@ class SlidingWindowPredictor:
         self.autocast_dtype = autocast_dtype
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """image: (3, H, W) float, normalised. Returns float32 CPU logits (2, H, W) segmentation
+        """image: (3, H, W) float, normalized. Returns float32 CPU logits (2, H, W) segmentation
         and (5, H, W) connectivity."""
         if image.dim() != 3:
             raise ValueError(f"image must be (3, H, W), got shape {tuple(image.shape)}")
         _, height, width = image.shape
+        segmentation = connectivity = None
+        for window in self.windows(TensorSource(image)):
+            if segmentation is None:
+                segmentation = torch.empty(window.segmentation.shape[0], height, width)
+                connectivity = torch.empty(window.connectivity.shape[0], height, width)
+            segmentation[(slice(None), *window.region)] = window.segmentation
+            connectivity[(slice(None), *window.region)] = window.connectivity
+        return segmentation, connectivity
+
+    def windows(self, source: "ImageSource") -> Iterator["WindowLogits"]:
+        """The kept part of every window of `source`, as the network predicts it, in batches of
+        `batch_size` windows: memory depends on the batch, not on the scene."""
+        height, width = source.shape
         windows = list(itertools.product(axis_windows(height, self.window, self.margin),
                                          axis_windows(width, self.window, self.margin)))
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
-                return self._predict_windows(image, windows)
+            for first in range(0, len(windows), self.batch_size):
+                batch = windows[first:first + self.batch_size]
+                crops = torch.stack([source.read(r.start, c.start, r.size, c.size)
+                                     for r, c in batch])
+                with torch.no_grad():
+                    seg, conn = self._predict_crops(crops.to(self.device))
+                for k, (r, c) in enumerate(batch):
+                    kept = (slice(None), slice(r.keep_start - r.start, r.keep_stop - r.start),
+                            slice(c.keep_start - c.start, c.keep_stop - c.start))
+                    yield WindowLogits((slice(r.keep_start, r.keep_stop),
+                                        slice(c.keep_start, c.keep_stop)),
+                                       seg[k][kept], conn[k][kept])
         finally:
             self.model.train(was_training)
-
-    def _predict_windows(self, image: torch.Tensor, windows: list[tuple[AxisWindow, AxisWindow]]
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the (row, column) windows in batches and paste the kept part of each."""
-        _, height, width = image.shape
-        segmentation = connectivity = None
-        for first in range(0, len(windows), self.batch_size):
-            batch = windows[first:first + self.batch_size]
-            crops = torch.stack([image[:, r.start:r.start + r.size, c.start:c.start + c.size]
-                                 for r, c in batch])
-            seg, conn = self._predict_crops(crops.to(self.device))
-            if segmentation is None:
-                segmentation = torch.empty(seg.shape[1], height, width)
-                connectivity = torch.empty(conn.shape[1], height, width)
-            for k, (r, c) in enumerate(batch):
-                tile = (slice(None), slice(r.keep_start, r.keep_stop),
-                        slice(c.keep_start, c.keep_stop))
-                crop = (slice(None), slice(r.keep_start - r.start, r.keep_stop - r.start),
-                        slice(c.keep_start - c.start, c.keep_stop - c.start))
-                segmentation[tile] = seg[k][crop]
-                connectivity[tile] = conn[k][crop]
-        return segmentation, connectivity
 
     def _predict_crops(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """crops: (B, 3, h, w) on the device. Returns float32 CPU logits (B, 2, h, w), (B, 5, h, w)

@@ -37,8 +37,7 @@ class PredictionWriter:
         """
         self.stems.append(stem)
         write_picture(self.out / "masks" / f"{stem}.png", prediction.mask.astype(np.uint8) * 255)
-        write_picture(self.out / "prob" / f"{stem}.png",
-                      np.round(prediction.probability * 255).astype(np.uint8))
+        write_picture(self.out / "prob" / f"{stem}.png", prediction.probability)
         write_picture(self.out / "conn" / f"{stem}.png", colorize(prediction.connectivity))
         if true_mask is not None:
             write_picture(self.out / "overlay" / f"{stem}.jpg",

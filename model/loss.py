@@ -8,6 +8,27 @@ from roads.classes import IGNORE_INDEX
 from model.network import RoadOutputs
 
 
+def soft_iou_sums(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX
+                  ) -> tuple[Tensor, Tensor]:
+    """Soft intersections and unions per image and class, sums over pixels: (B, K) each.
+
+    logits (B, K, H, W); target (B, H, W) class ids, `ignore_index` pixels left out. Sums over
+    parts of an image add up to the sums over the image (the evaluation's windows rely on it).
+    """
+    valid = (target != ignore_index).unsqueeze(1).to(torch.float32)
+    probs = logits.float().softmax(dim=1) * valid
+    onehot = F.one_hot(target.where(target != ignore_index, 0), logits.shape[1])
+    onehot = onehot.permute(0, 3, 1, 2).to(probs.dtype) * valid
+    intersection = (probs * onehot).sum(dim=(2, 3))
+    union = (probs + onehot - probs * onehot).sum(dim=(2, 3))
+    return intersection, union
+
+
+def soft_iou_from_sums(intersection: Tensor, union: Tensor, eps: float = 1e-6) -> Tensor:
+    """-mean_{b,k} I / (U + eps) of `soft_iou_sums`."""
+    return -(intersection / (union + eps)).mean()
+
+
 def soft_iou_loss(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX,
                   eps: float = 1e-6) -> Tensor:
     """Negative soft Jaccard index, averaged over classes and images.
@@ -15,13 +36,7 @@ def soft_iou_loss(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_IND
     logits (B, K, H, W); target (B, H, W) class ids, `ignore_index` pixels left out.
     L = -mean_{b,k} sum(P*G) / (sum(P + G - P*G) + eps), P = softmax(logits), G = one-hot(target).
     """
-    valid = (target != ignore_index).unsqueeze(1).to(logits.dtype)
-    probs = logits.float().softmax(dim=1) * valid
-    onehot = F.one_hot(target.where(target != ignore_index, 0), logits.shape[1])
-    onehot = onehot.permute(0, 3, 1, 2).to(probs.dtype) * valid
-    intersection = (probs * onehot).sum(dim=(2, 3))
-    union = (probs + onehot - probs * onehot).sum(dim=(2, 3))
-    return -(intersection / (union + eps)).mean()
+    return soft_iou_from_sums(*soft_iou_sums(logits, target, ignore_index), eps)
 
 
 def balanced_class_weights(target: Tensor, num_classes: int,
@@ -40,6 +55,19 @@ def balanced_cross_entropy(logits: Tensor, target: Tensor,
         return logits.sum() * 0.0
     weights = balanced_class_weights(target, logits.shape[1], ignore_index)
     return F.cross_entropy(logits.float(), target, weight=weights, ignore_index=ignore_index)
+
+
+def weighted_nll_sums(logits: Tensor, target: Tensor, weights: Tensor,
+                      ignore_index: int = IGNORE_INDEX) -> tuple[Tensor, Tensor]:
+    """(sum of w_y * NLL, sum of w_y) over the labelled pixels: cross-entropy with class weights
+    `weights` (K,) is their ratio, and sums over parts of an image add up.
+
+    logits (B, K, H, W); target (B, H, W).
+    """
+    loss = F.cross_entropy(logits.float(), target, reduction="none", ignore_index=ignore_index)
+    labelled = target != ignore_index
+    pixel_weights = weights[target.where(labelled, 0)] * labelled
+    return (pixel_weights * loss).sum(), pixel_weights.sum()
 
 
 class JointLoss:

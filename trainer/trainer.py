@@ -199,7 +199,7 @@ class JointTrainer(BaseTrainer):
 
         panels = [picture(item["raw_image"].numpy()[window]),
                   picture(item["mask"].numpy()[window] == 1),
-                  picture(prediction.probability[window]),
+                  picture(prediction.probability[window] / 255),
                   picture(colorize(item["conn"].numpy()[window].astype(np.uint8))),
                   picture(colorize(prediction.connectivity[window]))]
         self.writer.add_image("val/image_mask_probability_connectivity",
