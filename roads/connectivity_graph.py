@@ -34,6 +34,7 @@ import cv2
 import networkx as nx
 import numpy as np
 from scipy.spatial import cKDTree
+from scipy.spatial.distance import pdist
 from skimage.graph import MCP_Geometric
 from skimage.morphology import skeletonize
 
@@ -68,6 +69,10 @@ class ConnectivityGraphSettings:
     region_reach_m: a node belongs to a predicted region (junction or dead end) when a pixel of
         it lies within this distance (2 m, about 7 px: a region predicted slightly off-centre or
         small still holds the skeleton node it stands for).
+    max_junction_span_m: the junctions of a region are contracted only when no two of them are
+        farther apart than this (50 m: a roundabout of 40 m still becomes one node, while a
+        region that runs along a road over several crossings, where the head is unsure, is
+        left to the skeleton).
     max_gap_m: longest gap closed, straight from the end to the road joined (30 m: a tree crown
         of up to 15 m, plus the road width that the skeleton gives up at the two broken ends,
         about a half-width each, up to 14 m together on SpaceNet's widest roads).
@@ -75,9 +80,10 @@ class ConnectivityGraphSettings:
         joined (35 degrees: the angle to a point 30 m ahead on a curve of 40 m radius, a tight
         residential curve, is 29 degrees with `tangent_length_m` 10 m; a parallel road beside
         the end is at 90 degrees).
-    tangent_length_m: the end's direction is the chord from the point this far back along its
-        edge (or the edge's far end) to the end (10 m: smooths the skeleton's pixel staircase
-        and the rounding at a broken end, short enough to follow curves).
+    tangent_length_m: the end's direction is that of a chord this long along its edge, ending
+        behind the hook that the skeleton of a cut road often makes towards a corner of the cut
+        (the road's half-width back from the end); 10 m smooths the pixel staircase and is short
+        enough to follow curves.
     min_detour: a gap is closed only where the graph's own path from the end to the point
         joined is at least this many times the straight distance (3: the way round a block is
         far longer than the gap through it, while a join back onto the end's own road or onto
@@ -101,6 +107,7 @@ class ConnectivityGraphSettings:
     gap_closing: bool = True
     spurs: bool = True
     region_reach_m: float = 2.0
+    max_junction_span_m: float = 50.0
     max_gap_m: float = 30.0
     max_angle_deg: float = 35.0
     tangent_length_m: float = 10.0
@@ -173,8 +180,9 @@ def connectivity_graph(road_probability: np.ndarray, road_mask: np.ndarray,
     if junction_merge_factor > 0:
         _merge_close_junctions(multigraph, junction_merge_factor * half_width)
     if settings.junctions:
-        _contract_junction_regions(multigraph, np.isin(classes, (THREE_WAY, FOUR_OR_MORE)),
-                                   scale.pixels(settings.region_reach_m))
+        _contract_junction_regions(multigraph, (classes == THREE_WAY) | (classes == FOUR_OR_MORE),
+                                   scale.pixels(settings.region_reach_m),
+                                   settings.max_junction_span_m, scale)
     ends = _EndTest(classes == DEAD_END, valid, half_width, scale, settings)
     if settings.gap_closing:
         _close_gaps(multigraph, probability, valid, ends, scale, settings)
@@ -221,16 +229,22 @@ def _nearest_label(labels: np.ndarray, pos: np.ndarray, reach: float) -> int:
     return int(window[rows[nearest], cols[nearest]]) if distance[nearest] <= reach ** 2 else 0
 
 
-def _contract_junction_regions(multigraph: nx.MultiGraph, junction: np.ndarray,
-                               reach: float) -> None:
+def _contract_junction_regions(multigraph: nx.MultiGraph, junction: np.ndarray, reach: float,
+                               max_span_m: float, scale: _Scale) -> None:
     """Contract the junctions (degree >= 3) of each 8-connected region of `junction` ((H, W)
-    bool) into one node at the region's centroid. Edges between two of them (or loops) that
-    run mostly inside the region are the skeleton's knot of the junction and are dropped; other
-    edges between them become loops of the contracted node."""
-    count, labels, _, centroids = cv2.connectedComponentsWithStats(junction.astype(np.uint8),
-                                                                   connectivity=8)
+    bool) into one node at the region's centroid, unless two of them are more than
+    `max_span_m` apart. Edges between two of them (or loops) that run mostly inside the region
+    are the skeleton's knot of the junction and are dropped; other edges between them become
+    loops of the contracted node."""
+    count, labels = cv2.connectedComponents(junction.astype(np.uint8), connectivity=8)
     if count <= 1:
         return
+    # Centroids from the (sparse) region pixels: cv2's statistics cost 5x the labelling.
+    rows, cols = np.nonzero(labels)
+    region_of = labels[rows, cols]
+    area = np.bincount(region_of, minlength=count)
+    centroids = np.stack([np.bincount(region_of, cols, count), np.bincount(region_of, rows, count)],
+                         axis=1) / np.maximum(area, 1)[:, None]
     groups: dict[int, set[int]] = {}
     for node, degree in multigraph.degree():
         if degree >= 3:
@@ -239,6 +253,9 @@ def _contract_junction_regions(multigraph: nx.MultiGraph, junction: np.ndarray,
                 groups.setdefault(region, set()).add(node)
     height, width = labels.shape
     for region, members in sorted(groups.items()):
+        where = np.array([multigraph.nodes[node]["pos"] for node in members]) * scale.xy
+        if len(members) > 1 and pdist(where).max() > max_span_m:
+            continue
         knot = []
         for u, v, key, pts in multigraph.edges(members, keys=True, data="pts"):
             if u in members and v in members:
@@ -285,7 +302,7 @@ class _EndTest:
 
 
 class _RoadPoints:
-    """The vertices of the graph's edges (densified to at most 1 px apart) in a k-d tree over
+    """The vertices of the graph's edges (densified to at most 1.5 px apart) in a k-d tree over
     ground coordinates, each with its edge and distance along it; edges split by gaps keep
     their vertices' records up to date."""
 
@@ -346,13 +363,17 @@ class _RoadPoints:
 
 
 def _densified(pts: np.ndarray) -> np.ndarray:
-    """(M, 2) polyline `pts` with vertices inserted so that consecutive ones are <= 1 px apart."""
-    steps = np.maximum(np.ceil(np.linalg.norm(np.diff(pts, axis=0), axis=1)), 1).astype(int)
+    """(M, 2) polyline `pts` with vertices inserted so that consecutive ones are at most 1.5 px
+    apart (a skeleton's pixel path, diagonal steps included, is left as it is)."""
+    steps = np.maximum(np.ceil(np.linalg.norm(np.diff(pts, axis=0), axis=1) / 1.5), 1)
+    steps = steps.astype(int)
     if np.all(steps == 1):
         return pts
-    pieces = [a + (b - a) * (np.arange(n)[:, None] / n)
-              for a, b, n in zip(pts[:-1], pts[1:], steps, strict=True)]
-    return np.vstack(pieces + [pts[-1:]])
+    segment = np.repeat(np.arange(len(steps)), steps)
+    first = np.repeat(np.cumsum(steps) - steps, steps)
+    fraction = (np.arange(len(segment)) - first) / steps[segment]
+    inner = pts[segment] + fraction[:, None] * (pts[segment + 1] - pts[segment])
+    return np.vstack([inner, pts[-1:]])
 
 
 def _arc_lengths(pts: np.ndarray) -> np.ndarray:
@@ -360,8 +381,17 @@ def _arc_lengths(pts: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
 
 
+def _start_of(pts: np.ndarray, distance: float) -> np.ndarray:
+    """The first vertices of the densified polyline `pts`, enough to reach `distance` pixels
+    along it: its vertices are at least 0.75 px apart, but for a few next to the nodes (whose
+    positions replace a path's end pixels), for which 8 vertices are added."""
+    return pts[:int(np.ceil(distance / 0.75)) + 8]
+
+
 def _point_back(pts: np.ndarray, distance: float) -> np.ndarray:
-    """The point `distance` pixels along `pts` from its first vertex (its last if shorter)."""
+    """The point `distance` pixels along the (densified) polyline `pts` from its first vertex
+    (its last if shorter)."""
+    pts = _start_of(pts, distance)
     along = _arc_lengths(pts)
     if distance >= along[-1]:
         return pts[-1]
@@ -383,8 +413,8 @@ def _close_gaps(multigraph: nx.MultiGraph, probability: np.ndarray, valid: np.nd
     cutoff = settings.min_detour * settings.max_gap_m / float(scale.xy.min())
     proposals = []
     for end in broken:
-        proposal = _cheapest_gap(multigraph, end, points, probability, valid, scale, settings,
-                                 cutoff)
+        proposal = _cheapest_gap(multigraph, end, points, probability, valid, ends.half_width,
+                                 scale, settings, cutoff)
         if proposal is not None:
             proposals.append(proposal)
     snap = scale.pixels(settings.snap_m)
@@ -416,16 +446,30 @@ def _close_gaps(multigraph: nx.MultiGraph, probability: np.ndarray, valid: np.nd
         multigraph.add_edge(end, target, pts=gap, length=polyline_length(gap), gap=True)
 
 
+def _max_half_width(pts: np.ndarray, distance: float, half_width: np.ndarray) -> float:
+    """Largest of the (H, W) `half_width` map at the vertices of the (densified) polyline `pts`
+    within `distance` pixels of its start (along it)."""
+    start = _start_of(pts, distance)
+    near = start[_arc_lengths(start) <= distance]
+    height, width = half_width.shape
+    cols = np.clip(np.rint(near[:, 0]).astype(int), 0, width - 1)
+    rows = np.clip(np.rint(near[:, 1]).astype(int), 0, height - 1)
+    return float(half_width[rows, cols].max())
+
+
 def _cheapest_gap(multigraph: nx.MultiGraph, end: int, points: _RoadPoints,
-                  probability: np.ndarray, valid: np.ndarray, scale: _Scale,
-                  settings: ConnectivityGraphSettings, cutoff: float):
+                  probability: np.ndarray, valid: np.ndarray, half_width: np.ndarray,
+                  scale: _Scale, settings: ConnectivityGraphSettings, cutoff: float):
     """(cost, end, road point id, (K, 2) int row, col pixel path) of the cheapest gap from the
     end node `end` to an admissible road point, or None when there is none."""
     pos = multigraph.nodes[end]["pos"]
     (_, other, pts), = multigraph.edges(end, data="pts")
-    back = _point_back(_oriented(pts, pos, multigraph.nodes[other]["pos"]),
-                       scale.pixels(settings.tangent_length_m))
-    direction = (pos - back) * scale.xy
+    pts = _oriented(pts, pos, multigraph.nodes[other]["pos"])
+    # The skeleton of a cut road often hooks towards a corner of the cut over about a road
+    # half-width: the direction is read behind that hook.
+    tangent = scale.pixels(settings.tangent_length_m)
+    hook = min(_max_half_width(pts, tangent, half_width), polyline_length(pts) / 2)
+    direction = (_point_back(pts, hook) - _point_back(pts, hook + tangent)) * scale.xy
     if not np.any(direction):
         return None
     direction /= np.linalg.norm(direction)

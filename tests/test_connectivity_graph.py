@@ -180,3 +180,10 @@ def test_mismatched_shapes_and_pixel_sizes_are_refused():
         connectivity_graph(mask / 255.0, mask > 0, road_classes(mask)[:-1], pixel_size_m=SPACENET)
     with pytest.raises(ValueError, match="^pixel_size_m:"):
         connectivity_graph(mask / 255.0, mask > 0, road_classes(mask), pixel_size_m=(0.3, 0.0))
+
+
+def test_junction_region_wider_than_the_span_is_left_to_the_skeleton():
+    mask, classes = junction_blob()
+    # The blob's three branch points are 143 px = 43 m apart.
+    assert degrees(extract(mask, classes, max_junction_span_m=40.0)) == degrees(
+        mask_to_graph(mask))
