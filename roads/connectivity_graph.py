@@ -9,12 +9,14 @@ switched off (then the step is as in the skeleton method):
 1. junctions: the skeleton junctions (degree >= 3) inside one predicted junction region
    (classes THREE_WAY and FOUR_OR_MORE, 8-connected) become one node at the region's centre;
    the skeleton edges between them inside the region are dropped. A region the skeleton passes
-   through without branching gets no node.
+   through without branching gets no node; one whose junctions lie more than
+   `max_junction_span_m` apart is left as the skeleton has it.
 2. gap closing: a skeleton end that is neither in a predicted dead-end region (DEAD_END) nor at
    the tile or no-data border is a broken road. It is joined to the road of the graph that is
    reached most cheaply through the road probability (a pixel costs its ground length times
-   1 - ln p), among the road points within `max_gap_m` that lie within `max_angle_deg` of the
-   end's direction and that the graph does not already connect to the end by a short path.
+   1 - ln p, p clipped to `min_probability`), among the road points within `max_gap_m` that
+   lie within `max_angle_deg` of the end's direction and that the graph does not already
+   connect to the end by a short path.
    No-data pixels are impassable. Cheapest gaps are closed first; an end reached by an earlier
    gap is no longer an end. A closed gap is its own edge, with edge attribute `gap=True`.
 3. spurs: terminal edges shorter than `spur_length_m` are removed unless their end is a
