@@ -11,6 +11,7 @@ same two nodes is never stored: it is split by extra degree-2 nodes (see `_simpl
 Internally the steps work on a `networkx.MultiGraph`, where loops and parallel edges are legal,
 so that pruning and merging never lose a road; the simple graph is made once at the end.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -229,8 +230,8 @@ def _oriented(pts: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray
     return pts if forward <= backward else pts[::-1]
 
 
-def _add_edge(multigraph: nx.MultiGraph, u: int, v: int, pts: np.ndarray) -> None:
-    multigraph.add_edge(u, v, pts=pts, length=polyline_length(pts))
+def _add_edge(multigraph: nx.MultiGraph, u: int, v: int, pts: np.ndarray, **attributes) -> None:
+    multigraph.add_edge(u, v, pts=pts, length=polyline_length(pts), **attributes)
 
 
 def _skeleton_graph(skeleton: np.ndarray) -> nx.MultiGraph:
@@ -255,39 +256,56 @@ def _skeleton_graph(skeleton: np.ndarray) -> nx.MultiGraph:
 
 def _merge_degree_two(multigraph: nx.MultiGraph, nodes: list[int]) -> None:
     """Replace each of `nodes` that has exactly two edge ends (and is not alone on a ring) by one
-    edge joining its two neighbours, so that edges run junction-to-junction or to an end."""
+    edge joining its two neighbours, so that edges run junction-to-junction or to an end. Two
+    edges whose other attributes than `pts` and `length` differ (e.g. a closed gap next to a
+    seen road) are different kinds of road and stay apart."""
     for node in nodes:
         if (node not in multigraph or multigraph.degree(node) != 2
                 or multigraph.has_edge(node, node)):
             continue
-        (_, a, first), (_, b, second) = multigraph.edges(node, data="pts")
+        (_, a, first), (_, b, second) = multigraph.edges(node, data=True)
+        attributes = _extra_attributes(first)
+        if attributes != _extra_attributes(second):
+            continue
         pos_a, pos_node, pos_b = (multigraph.nodes[n]["pos"] for n in (a, node, b))
-        joined = np.concatenate([_oriented(first, pos_a, pos_node),
-                                 _oriented(second, pos_node, pos_b)[1:]])
+        joined = np.concatenate([_oriented(first["pts"], pos_a, pos_node),
+                                 _oriented(second["pts"], pos_node, pos_b)[1:]])
         multigraph.remove_node(node)
-        _add_edge(multigraph, a, b, joined)
+        _add_edge(multigraph, a, b, joined, **attributes)
 
 
-def _is_spur(multigraph: nx.MultiGraph, u: int, v: int) -> bool:
-    """An edge from an end node to a junction, or a loop: the edges pruning may remove."""
+def _extra_attributes(data: dict) -> dict:
+    """An edge's attributes other than its geometry (`pts`, `length`)."""
+    return {name: value for name, value in data.items() if name not in ("pts", "length")}
+
+
+def _is_spur(multigraph: nx.MultiGraph, u: int, v: int,
+             keep_end: Callable[[int], bool] | None = None) -> bool:
+    """An edge from an end node to a junction, or a loop: the edges pruning may remove; a spur
+    whose end node satisfies `keep_end` is kept."""
     if u == v:
         return True
-    degrees = sorted((multigraph.degree(u), multigraph.degree(v)))
-    return degrees[0] == 1 and degrees[1] >= 3
+    (end_degree, end), (other_degree, _) = sorted(((multigraph.degree(u), u),
+                                                    (multigraph.degree(v), v)))
+    if end_degree != 1 or other_degree < 3:
+        return False
+    return keep_end is None or not keep_end(end)
 
 
-def _prune_spurs(multigraph: nx.MultiGraph, min_length: float) -> None:
+def _prune_spurs(multigraph: nx.MultiGraph, min_length: float,
+                 keep_end: Callable[[int], bool] | None = None) -> None:
     """Remove spurs (and loops, i.e. closed spurs around tiny holes) shorter than `min_length`,
     shortest first, re-checking each since an earlier removal may have turned its junction into
     a plain bend; repeat until stable. Isolated short segments are kept: they are roads, not
-    artefacts of a longer road."""
+    artefacts of a longer road; so are spurs whose end node satisfies `keep_end` (e.g. a
+    predicted dead end)."""
     while True:
         spurs = sorted((length, u, v, key) for u, v, key, length
                        in multigraph.edges(keys=True, data="length")
-                       if length < min_length and _is_spur(multigraph, u, v))
+                       if length < min_length and _is_spur(multigraph, u, v, keep_end))
         removed = False
         for _, u, v, key in spurs:
-            if not multigraph.has_edge(u, v, key) or not _is_spur(multigraph, u, v):
+            if not multigraph.has_edge(u, v, key) or not _is_spur(multigraph, u, v, keep_end):
                 continue
             multigraph.remove_edge(u, v, key)
             for node in {u, v}:
@@ -339,11 +357,13 @@ def _merge_close_junctions(multigraph: nx.MultiGraph, reach: np.ndarray) -> None
         _contract_nodes(multigraph, members)
 
 
-def _contract_nodes(multigraph: nx.MultiGraph, group: set[int]) -> None:
-    """Replace the nodes of `group` by one node at their mean position, extending their edges to
-    it (an edge between two of them becomes a loop)."""
+def _contract_nodes(multigraph: nx.MultiGraph, group: set[int],
+                    position: np.ndarray | None = None) -> None:
+    """Replace the nodes of `group` by one node at `position` ((2,) x, y; default their mean
+    position), extending their edges to it (an edge between two of them becomes a loop)."""
     pos = {node: multigraph.nodes[node]["pos"] for node in group}
-    merged = np.mean(list(pos.values()), axis=0)
+    merged = (np.mean(list(pos.values()), axis=0) if position is None
+              else np.asarray(position, dtype=float))
     rewired = []
     for a, b, pts in multigraph.edges(group, data="pts"):
         if a in pos and b in pos:
@@ -363,11 +383,13 @@ def _simple_graph(multigraph: nx.MultiGraph) -> nx.Graph:
     """The contract's simple graph: a loop is cut into three edges by nodes at a third and two
     thirds of its vertices (loops of fewer than 4 vertices enclose nothing and are dropped); a
     second edge between two nodes is cut at its middle vertex (a straight segment gains its
-    midpoint first). Node ids are renumbered 0..n-1."""
+    midpoint first); the pieces keep the edge's other attributes. Node ids are renumbered
+    0..n-1."""
     graph = nx.Graph()
     graph.add_nodes_from(multigraph.nodes(data=True))
     next_id = max(multigraph.nodes, default=-1) + 1
-    for u, v, pts in multigraph.edges(data="pts"):
+    for u, v, data in multigraph.edges(data=True):
+        pts, attributes = data["pts"], _extra_attributes(data)
         if u == v:
             if len(pts) < 4:
                 continue
@@ -384,5 +406,5 @@ def _simple_graph(multigraph: nx.MultiGraph) -> nx.Graph:
             graph.add_node(node, pos=pts[cut].copy())
         for a, b, start, stop in zip(ends[:-1], ends[1:], cuts[:-1], cuts[1:]):
             piece = pts[start:stop + 1]
-            graph.add_edge(a, b, pts=piece, length=polyline_length(piece))
+            graph.add_edge(a, b, pts=piece, length=polyline_length(piece), **attributes)
     return nx.convert_node_labels_to_integers(graph)
