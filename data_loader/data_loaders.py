@@ -20,7 +20,8 @@ class RoadDataLoader(BaseDataLoader):
                  num_workers: int = 2, augment_p: float = 0.5,
                  mean: tuple[float, ...] = SPACENET_MEAN, std: tuple[float, ...] = SPACENET_STD,
                  labels: dict | None = None, seed: int = 0, training: bool = True,
-                 label_cache_dir: str | None = None, graph: dict | None = None) -> None:
+                 label_cache_dir: str | None = None, graph: dict | None = None,
+                 metres_per_pixel: float | None = None) -> None:
         if not Path(data_dir).is_dir():
             raise ConfigError(f"data_loader.args.data_dir: folder '{data_dir}' does not exist")
         if batch_size < 1 or num_workers < 0:
@@ -29,7 +30,8 @@ class RoadDataLoader(BaseDataLoader):
         self.split = split
         self.dataset_args = dict(crop_size=crop_size, crops_per_tile=crops_per_tile,
                                  augment_p=augment_p, mean=mean, std=std, labels=labels,
-                                 label_cache_dir=label_cache_dir, graph=graph)
+                                 label_cache_dir=label_cache_dir, graph=graph,
+                                 metres_per_pixel=metres_per_pixel)
         dataset = RoadDataset(data_dir, split, training=training, seed=seed,
                                      **self.dataset_args)
         super().__init__(dataset, batch_size, shuffle, num_workers, seed, training)

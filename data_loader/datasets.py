@@ -21,7 +21,8 @@ from data_loader.transforms import (
     LabelledImage,
     normalize,
 )
-from roads.graph import SKELETON_KEYS
+from roads.extraction import SKELETON_KEYS
+from roads.geo import read_geotransform
 from utils.errors import ConfigError, DataError
 
 logger = logging.getLogger("data")
@@ -62,6 +63,7 @@ class RoadDataset(Dataset):
     Each item is a dict:
         image         (3, h, w) float32, normalised with mean/std
         raw_image     (h, w, 3) uint8 RGB, evaluation items only (for overlays)
+        pixel_size_m  (x, y) metres per pixel or None, evaluation items only
         mask          (h, w) int64, 1 = road
         mask_quarter  (ceil(h/4), ceil(w/4)) int64, 4x4 area average >= 0.5
         conn          (h, w) int64, connectivity classes 0..4 or 255 (ignore)
@@ -79,7 +81,8 @@ class RoadDataset(Dataset):
                  crop_size: int = 256, crops_per_tile: int = 1, augment_p: float = 0.5,
                  mean: tuple[float, ...] = SPACENET_MEAN, std: tuple[float, ...] = SPACENET_STD,
                  labels: dict | None = None, seed: int = 0,
-                 label_cache_dir: str | Path | None = None, graph: dict | None = None) -> None:
+                 label_cache_dir: str | Path | None = None, graph: dict | None = None,
+                 metres_per_pixel: float | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.split = split
         self.training = training
@@ -88,6 +91,9 @@ class RoadDataset(Dataset):
             raise ConfigError(f"data_loader.args.crops_per_tile: {crops_per_tile} must be >= 1")
         self.mean, self.std = _channel_stats(mean, "mean"), _channel_stats(std, "std")
         self.seed = seed
+        if metres_per_pixel is not None and not metres_per_pixel > 0:
+            raise ConfigError(f"data_loader.args.metres_per_pixel: must be > 0, got {metres_per_pixel}")
+        self.metres_per_pixel = metres_per_pixel
         self.augmentation = Augmentation(crop_size, augment_p) if training else None
         self.tiles = list_tiles(self.data_dir / split, require_masks=True)
         for tile in self.tiles:
@@ -137,7 +143,19 @@ class RoadDataset(Dataset):
         }
         if not self.training:
             item["raw_image"] = torch.from_numpy(sample.image)
+            item["pixel_size_m"] = self.pixel_size_m(tile)
         return item
+
+    def pixel_size_m(self, tile: Tile) -> tuple[float, float] | None:
+        """Ground size of the tile's pixels (x, y) in metres: from its georeference, else the
+        dataset's `metres_per_pixel`, else unknown (None)."""
+        transform = read_geotransform(tile.image_path)
+        if transform is not None:
+            size = transform.metres_per_pixel()
+            return size, size
+        if self.metres_per_pixel is not None:
+            return self.metres_per_pixel, self.metres_per_pixel
+        return None
 
 
 class ImageFolderDataset(Dataset):

@@ -25,7 +25,7 @@ from model.loss import (balanced_class_weights, soft_iou_from_sums, soft_iou_sum
                         weighted_nll_sums)
 from roads.classes import CONNECTIVITY_CLASSES, SEGMENTATION_CLASSES
 from roads.geo import read_geotransform
-from roads.graph import GraphSettings
+from roads.extraction import GraphSettings
 from utils.config import ConfigParser
 from utils.distributed import all_reduce_sum, gather_objects
 from utils.settings import check
@@ -122,7 +122,7 @@ class Evaluator:
         transform = read_geotransform(item["image_path"])
         graph = None
         if self.settings.graphs or self.writer is not None:
-            graph = predicted_graph(prediction, self.settings.graph)
+            graph = predicted_graph(prediction, self.settings.graph, item.get("pixel_size_m"))
         scores: dict[str, float] = {}
         true_mask = None
         if loss is not None:

@@ -1,6 +1,6 @@
 """From network outputs to what is evaluated and written: the road probability, the one
 threshold that makes the mask, connectivity classes, and the road graphs."""
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import networkx as nx
@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from roads.geo import GeoTransform, read_road_lines
-from roads.graph import GraphSettings, lines_to_graph, mask_to_graph
+from roads.extraction import GraphSettings, extract_graph
+from roads.graph import lines_to_graph
+from utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -42,18 +44,21 @@ class Prediction:
         self.connectivity[region] = connectivity.argmax(0).numpy()
 
 
-def predicted_graph(prediction: Prediction, settings: GraphSettings) -> nx.Graph:
+def predicted_graph(prediction: Prediction, settings: GraphSettings,
+                    pixel_size_m: tuple[float, float] | None) -> nx.Graph:
     """The road graph of a prediction, by `settings.method`."""
-    return mask_to_graph(prediction.mask, simplify_epsilon=settings.simplify_epsilon,
-                         border_pad=settings.border_pad, **settings.skeleton())
+    if settings.method == "connectivity" and pixel_size_m is None:
+        raise ConfigError("graph.method 'connectivity' works in metres: the tile has no "
+                          "georeference, so set data_loader.args.metres_per_pixel")
+    return extract_graph(prediction.mask, settings, probability=prediction.probability / 255.0,
+                         connectivity=prediction.connectivity, pixel_size_m=pixel_size_m)
 
 
 def truth_graph(true_mask: np.ndarray, geojson_path: str | Path | None,
                 transform: GeoTransform | None, settings: GraphSettings) -> tuple[nx.Graph, str]:
     """The true road graph and its source: the tile's GeoJSON projected into its pixels when it
-    has both, else the graph of its true mask built like the predicted ones."""
+    has both, else the skeleton graph of its true mask, cleaned like the predicted ones."""
     if geojson_path and transform is not None:
         lines = [transform.to_pixel(line.coords) for line in read_road_lines(geojson_path)]
         return lines_to_graph(lines), "geojson"
-    return mask_to_graph(true_mask, simplify_epsilon=settings.simplify_epsilon,
-                         border_pad=settings.border_pad, **settings.skeleton()), "mask"
+    return extract_graph(true_mask, replace(settings, method="skeleton")), "mask"

@@ -12,8 +12,6 @@ Internally the steps work on a `networkx.MultiGraph`, where loops and parallel e
 so that pruning and merging never lose a road; the simple graph is made once at the end.
 """
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
 
 import cv2
 import networkx as nx
@@ -25,7 +23,6 @@ from scipy.spatial import cKDTree
 from skimage.measure import approximate_polygon
 from skimage.morphology import remove_small_holes, remove_small_objects, skeletonize
 
-from utils.settings import check
 
 # Defaults (chosen) for SpaceNet masks at 0.3 m/px, where roads are 20-46 px wide.
 # Blobs under 200 px (a 20 px wide road stub 10 px long) are noise, not roads.
@@ -45,42 +42,6 @@ DEFAULT_SPUR_LENGTH = 30.0
 DEFAULT_JUNCTION_MERGE_FACTOR = 1.25
 # RDP tolerance ~2 px (SPEC 6): removes the pixel staircase of the skeleton, keeps the bends.
 DEFAULT_SIMPLIFY_EPSILON = 2.0
-
-
-SKELETON_KEYS = ("min_object_area", "hole_area", "spur_length", "junction_merge_factor")
-"""The parameters shared by the connectivity labels and the predicted graphs: how a mask is cleaned
-and skeletonised into a graph."""
-
-
-@dataclass(frozen=True)
-class GraphSettings:
-    """How a road mask becomes a road graph (config section `graph`); lengths in pixels.
-
-    The skeleton parameters (SKELETON_KEYS) also derive the connectivity labels, so the labels
-    and the predicted graphs see roads the same way. `simplify_epsilon` None keeps the skeleton's
-    pixel polylines; `border_pad` see `mask_to_graph`. `method` selects the extraction of predicted graphs: `skeleton` (the mask's
-    skeleton alone).
-    """
-
-    min_object_area: int = DEFAULT_MIN_OBJECT_AREA
-    hole_area: int = DEFAULT_HOLE_AREA
-    spur_length: float = DEFAULT_SPUR_LENGTH
-    junction_merge_factor: float = DEFAULT_JUNCTION_MERGE_FACTOR
-    simplify_epsilon: float | None = DEFAULT_SIMPLIFY_EPSILON
-    border_pad: int = 0
-    method: Literal["skeleton"] = "skeleton"
-
-    def __post_init__(self) -> None:
-        for name in SKELETON_KEYS:
-            check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        if self.simplify_epsilon is not None:
-            check(self.simplify_epsilon >= 0, "simplify_epsilon",
-                  f"must be >= 0 or null, got {self.simplify_epsilon}")
-        check(self.border_pad >= 0, "border_pad", f"must be >= 0, got {self.border_pad}")
-
-    def skeleton(self) -> dict[str, Any]:
-        """The shared skeleton parameters by name (SKELETON_KEYS)."""
-        return {name: getattr(self, name) for name in SKELETON_KEYS}
 
 
 def polyline_length(pts: np.ndarray) -> float:

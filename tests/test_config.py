@@ -10,7 +10,7 @@ import model.loss as module_loss
 import model.network as module_arch
 from base.base_trainer import TrainerSettings
 from evaluation.predictor import PredictorSettings
-from roads.graph import GraphSettings
+from roads.extraction import GraphSettings
 from utils.config import ConfigParser, Override
 from utils.errors import ConfigError
 from utils.settings import from_config
@@ -148,7 +148,7 @@ def test_settings_take_defaults_and_require_what_has_none():
         from_config(TrainerSettings, {"epochs": 1}, "trainer")
     with pytest.raises(ConfigError, match="'trainer.early_stop' expects an integer or null"):
         from_config(TrainerSettings, {"epochs": 1, "seed": 0, "early_stop": "soon"}, "trainer")
-    with pytest.raises(ConfigError, match="'graph.method' expects 'skeleton', got 'magic'"):
+    with pytest.raises(ConfigError, match="'graph.method' expects 'skeleton' \\| 'connectivity', got 'magic'"):
         from_config(GraphSettings, {"method": "magic"}, "graph")
 
 

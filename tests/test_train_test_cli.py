@@ -110,3 +110,15 @@ def test_validation_and_test_py_report_identical_metrics(tmp_path, tiny_dataset)
                   if key.startswith("val/")}
     assert {"road_iou", "relaxed_f1", "conn_miou", "apls", "loss"} <= set(validation)
     assert validation == {key: written[key] for key in validation}
+
+
+def test_test_py_builds_graphs_with_the_connectivity_method(config_file, tmp_path):
+    assert run_command("train.py", "-c", str(config_file), "--epochs", "1").returncode == 0
+    checkpoint = run_folder(tmp_path / "saved") / "checkpoint-epoch1.pth"
+    out = tmp_path / "out"
+    result = run_command("test.py", "-r", str(checkpoint), "--out", str(out),
+                         "--set", 'graph.method="connectivity"')
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["graph"]["method"] == "connectivity" and 0.0 <= metrics["apls"] <= 1.0
+    assert json.loads((out / "graphs" / "AOI_2_Vegas_img4.geojson").read_text())["features"] is not None
