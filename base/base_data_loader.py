@@ -6,8 +6,14 @@ import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import (DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler,
-                              SequentialSampler)
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
 
 
 def seed_worker(worker_id: int) -> None:

@@ -214,7 +214,7 @@ class BaseTrainer(ABC):
         """More state for the checkpoint (e.g. a gradient scaler); restored by `_load_extra_state`."""
         return {}
 
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
+    def _load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Restore what `_extra_state` saved."""
 
     def _save_checkpoint(self, epoch: int, log: dict[str, float] | None = None,

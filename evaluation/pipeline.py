@@ -18,14 +18,17 @@ import torch
 from evaluation.apls import apls
 from evaluation.metrics import RoadMetrics
 from evaluation.postprocess import Prediction, predicted_graph, truth_graph
-from evaluation.predictor import (PredictorSettings, SlidingWindowPredictor, TensorSource,
-                                  WindowLogits)
+from evaluation.predictor import (
+    PredictorSettings,
+    SlidingWindowPredictor,
+    TensorSource,
+    WindowLogits,
+)
 from evaluation.writer import PredictionWriter
-from model.loss import (balanced_class_weights, soft_iou_from_sums, soft_iou_sums,
-                        weighted_nll_sums)
+from model.loss import balanced_class_weights, soft_iou_from_sums, soft_iou_sums, weighted_nll_sums
 from roads.classes import CONNECTIVITY_CLASSES, SEGMENTATION_CLASSES
-from roads.geo import read_geotransform
 from roads.extraction import GraphSettings
+from roads.geo import read_geotransform
 from utils.config import ConfigParser
 from utils.distributed import all_reduce_sum, gather_objects
 from utils.settings import check

@@ -7,8 +7,8 @@ import networkx as nx
 import numpy as np
 import torch
 
-from roads.geo import GeoTransform, read_road_lines
 from roads.extraction import GraphSettings, extract_graph
+from roads.geo import GeoTransform, read_road_lines
 from roads.graph import lines_to_graph
 from utils.errors import ConfigError
 

@@ -23,7 +23,6 @@ from scipy.spatial import cKDTree
 from skimage.measure import approximate_polygon
 from skimage.morphology import remove_small_holes, remove_small_objects, skeletonize
 
-
 # Defaults (chosen) for SpaceNet masks at 0.3 m/px, where roads are 20-46 px wide.
 # Blobs under 200 px (a 20 px wide road stub 10 px long) are noise, not roads.
 DEFAULT_MIN_OBJECT_AREA = 200

@@ -5,7 +5,8 @@ culprit (config key or file), so that a researcher never has to read a traceback
 inside numpy to learn that a mask has the wrong size.
 """
 import sys
-from typing import Callable, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 
 class UserError(Exception):

@@ -15,8 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from roads.geo import (GeoTransform, read_road_lines, render_tile_mask, write_geotiff,
-                             write_road_lines)
+from roads.geo import (
+    GeoTransform,
+    read_road_lines,
+    render_tile_mask,
+    write_geotiff,
+    write_road_lines,
+)
 from tools.toy.imagery import TilePainter
 from tools.toy.roads import road_network
 from utils.errors import ConfigError, run_cli
