@@ -47,8 +47,8 @@ from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
 from roads.geo import read_road_lines
-from utils.errors import run_cli
 from roads.graph import edge_polyline, lines_to_graph
+from utils.errors import run_cli
 
 
 @dataclass(frozen=True)
@@ -66,33 +66,59 @@ class _Roads:
     """A road graph as arrays.
 
     positions: (M, 2) node positions (x, y); ends: (E, 2) node indices of each edge;
-    polylines: E arrays (n_e, 2) running from the edge's first end to its second.
+    polylines: E arrays (n_e, 2) running from the edge's first end to its second;
+    lengths: (E,) length of each edge while it is not cut (None: its polyline length). The
+    SpaceNet pipeline declares great-circle lengths there while its geometry is in UTM metres.
     """
     positions: np.ndarray
     ends: np.ndarray
     polylines: list[np.ndarray]
+    lengths: np.ndarray | None = None
 
     @classmethod
-    def from_graph(cls, graph: nx.Graph) -> "_Roads":
+    def from_graph(cls, graph: nx.Graph, scale: tuple[float, float] = (1.0, 1.0)) -> "_Roads":
+        """Arrays of a road graph (the shared contract), coordinates multiplied by (sx, sy)."""
         index = {node: i for i, node in enumerate(graph.nodes)}
+        factor = np.asarray(scale, dtype=float)
         positions = np.array([graph.nodes[node]["pos"] for node in graph.nodes], dtype=float)
         edges = list(graph.edges)
         ends = np.array([[index[u], index[v]] for u, v in edges], dtype=np.int64)
-        polylines = [np.asarray(edge_polyline(graph, u, v), dtype=float) for u, v in edges]
-        return cls(positions.reshape(-1, 2), ends.reshape(-1, 2), polylines)
+        polylines = [np.asarray(edge_polyline(graph, u, v), dtype=float) * factor
+                     for u, v in edges]
+        return cls(positions.reshape(-1, 2) * factor, ends.reshape(-1, 2), polylines)
 
     def segment_lengths(self) -> list[np.ndarray]:
         """Per edge, the (n_e - 1,) lengths of its polyline segments."""
         return [np.linalg.norm(np.diff(line, axis=0), axis=1) for line in self.polylines]
 
+    def edge_lengths(self) -> np.ndarray:
+        """(E,) length of each uncut edge: the declared one, else its polyline length."""
+        if self.lengths is not None:
+            return np.asarray(self.lengths, dtype=float)
+        return np.array([seg.sum() for seg in self.segment_lengths()])
 
-def _distances_along_edge(length: float, delta: float) -> np.ndarray:
-    """Arc lengths of an edge's control points, as the reference places them."""
+
+def _distances_along_edge(length: float, delta: float, arc_length: float | None = None
+                          ) -> np.ndarray:
+    """Arc lengths of an edge's control points, as the reference places them.
+
+    length: the edge's (declared) length, which sets the spacing; arc_length: the length of its
+    polyline (default: the same), which the single midpoint of a short edge halves.
+    """
     if length < 0.75 * delta:
         return np.empty(0)
     if length <= delta:
-        return np.array([length / 2])
+        return np.array([(length if arc_length is None else arc_length) / 2])
     return np.linspace(0.0, length, math.ceil(length / delta) + 1)[1:-1]
+
+
+def _is_straight(line: np.ndarray, length: float, curved_eps: float) -> bool:
+    """The reference's curvature test: an edge whose length is within `curved_eps` (relative) of
+    its bounding box's diagonal gets no control points; a negative `curved_eps` never skips."""
+    if curved_eps < 0 or length <= 0:
+        return False
+    diagonal = float(np.linalg.norm(line.max(axis=0) - line.min(axis=0)))
+    return abs(diagonal - length) / length < curved_eps
 
 
 def _split_graph(roads: _Roads, stop_edge: np.ndarray, stop_t: np.ndarray,
@@ -105,6 +131,7 @@ def _split_graph(roads: _Roads, stop_edge: np.ndarray, stop_t: np.ndarray,
     """
     n_edges = len(roads.polylines)
     lengths = np.array([seg.sum() for seg in roads.segment_lengths()])
+    declared = roads.edge_lengths()
     first, last = np.zeros(n_edges), np.full(n_edges, 2.0)
     edge = np.concatenate([np.arange(n_edges), stop_edge, np.arange(n_edges)])
     # The rank keeps each edge's ends first and last even when rounding puts a stop past them.
@@ -115,21 +142,40 @@ def _split_graph(roads: _Roads, stop_edge: np.ndarray, stop_t: np.ndarray,
     edge, t, node = edge[order], t[order], node[order]
     link = edge[1:] == edge[:-1]
     weights = np.diff(t)[link]
-    matrix = coo_matrix((weights, (node[:-1][link], node[1:][link])), shape=(n_nodes, n_nodes))
+    # An edge that no stop cuts keeps its declared length (its polyline length unless declared).
+    uncut = np.bincount(stop_edge, minlength=n_edges) == 0
+    owner = edge[:-1][link]
+    weights = np.where(uncut[owner], declared[owner], weights)
+    return _min_matrix(node[:-1][link], node[1:][link], weights, n_nodes)
+
+
+def _min_matrix(a: np.ndarray, b: np.ndarray, weights: np.ndarray, n_nodes: int) -> csr_matrix:
+    """(n_nodes, n_nodes) sparse graph of the (K,) undirected edges a-b, one triangle only; of
+    parallel edges the shortest counts (as for a shortest path), zero lengths stay edges."""
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    order = np.lexsort((weights, high, low))
+    low, high, weights = low[order], high[order], weights[order]
+    first = np.r_[True, (low[1:] != low[:-1]) | (high[1:] != high[:-1])] if len(low) else low
+    matrix = coo_matrix((weights[first], (low[first], high[first])), shape=(n_nodes, n_nodes))
     return matrix.tocsr()
 
 
-def _control_points(roads: _Roads, delta: float) -> tuple[np.ndarray, csr_matrix]:
+def _control_points(roads: _Roads, delta: float, curved_eps: float = -1.0
+                    ) -> tuple[np.ndarray, csr_matrix]:
     """Control points of a graph and the graph cut at them.
 
-    Returns (N, 2) positions (the M nodes first, then the points along each edge) and the (N, N)
-    sparse graph whose edges join consecutive control points along each road.
+    Points go on every edge, or with `curved_eps` >= 0 only on edges that `_is_straight` calls
+    curved. Returns (N, 2) positions (the M nodes first, then the points along each edge, edge by
+    edge) and the (N, N) sparse graph whose edges join consecutive control points along each road.
     """
     n_nodes = len(roads.positions)
     segments = roads.segment_lengths()
-    along = [_distances_along_edge(seg.sum(), delta) for seg in segments]
+    declared = roads.edge_lengths()
+    along = [np.empty(0) if _is_straight(line, length, curved_eps)
+             else np.minimum(_distances_along_edge(length, delta, seg.sum()), seg.sum())
+             for line, seg, length in zip(roads.polylines, segments, declared, strict=True)]
     points = [roads.positions]
-    for line, seg, distances in zip(roads.polylines, segments, along):
+    for line, seg, distances in zip(roads.polylines, segments, along, strict=True):
         arc = np.concatenate([[0.0], np.cumsum(seg)])
         points.append(np.stack([np.interp(distances, arc, line[:, 0]),
                                 np.interp(distances, arc, line[:, 1])], axis=1))
@@ -231,7 +277,7 @@ def _insert_points(points: np.ndarray, roads: _Roads, snap: float
     on_node = at_first | (index == n_segments[edge])
     end_node = np.where(at_first, roads.ends[edge, 0], roads.ends[edge, 1])
     spots = zip(np.where(on_node, -1, edge).tolist(), np.where(on_node, end_node, index).tolist(),
-                s.tolist())
+                s.tolist(), strict=True)
     # Insertion in order renames a spot's node for each later point: the last one keeps it.
     last_on_spot = {spot: i for i, spot in enumerate(spots)}
     winners = np.array(sorted(last_on_spot.values()), dtype=np.int64)
@@ -244,9 +290,9 @@ def _insert_points(points: np.ndarray, roads: _Roads, snap: float
 
 
 def _path_similarity(source: _Roads, target: _Roads, delta: float, snap: float,
-                     min_path: float) -> tuple[float, int]:
+                     min_path: float, curved_eps: float = -1.0) -> tuple[float, int]:
     """C(source -> target) and the number of control-point pairs it compared."""
-    points, source_graph = _control_points(source, delta)
+    points, source_graph = _control_points(source, delta, curved_eps)
     if len(points) < 2:
         return 1.0, 0
     source_lengths = dijkstra(source_graph, directed=False)
@@ -268,27 +314,45 @@ def _path_similarity(source: _Roads, target: _Roads, delta: float, snap: float,
 
 
 def apls(gt: nx.Graph, prop: nx.Graph, *, delta: float = 20.0, snap: float = 10.0,
-         min_path: float = 3.0, metres_per_pixel: float | None = None) -> AplsResult:
+         min_path: float = 3.0, metres_per_pixel: float | None = None,
+         pixel_size_m: tuple[float, float] | None = None, curved_eps: float = -1.0
+         ) -> AplsResult:
     """APLS between a ground-truth and a proposed road graph (the shared road-graph contract).
 
     delta: control-point spacing; snap: largest distance at which a control point is inserted into
-    the other graph; min_path: shortest path compared. Pixels, or metres if `metres_per_pixel`.
+    the other graph; min_path: shortest path compared. Pixels, or metres if `pixel_size_m`
+    (sx, sy), the per-axis ground size of a georeferenced tile, or `metres_per_pixel`, one number
+    for a raster without georeference, is given. curved_eps >= 0 puts control points only on
+    curved edges (see `_is_straight`; the authors' port uses 0.03); negative: on every edge.
     """
+    scale = (1.0, 1.0)
+    if metres_per_pixel is not None and pixel_size_m is not None:
+        raise ValueError("metres_per_pixel: give it or pixel_size_m, not both")
     if metres_per_pixel is not None:
         if metres_per_pixel <= 0:
             raise ValueError(f"metres_per_pixel must be positive, got {metres_per_pixel}")
         delta, snap, min_path = (value / metres_per_pixel for value in (delta, snap, min_path))
+    if pixel_size_m is not None:
+        if len(pixel_size_m) != 2 or not all(math.isfinite(v) and v > 0 for v in pixel_size_m):
+            raise ValueError(f"pixel_size_m: must be two positive sizes, got {pixel_size_m}")
+        scale = (float(pixel_size_m[0]), float(pixel_size_m[1]))
     if delta <= 0 or snap < 0 or min_path < 0:
         raise ValueError(f"need delta > 0, snap >= 0, min_path >= 0; "
                          f"got {delta}, {snap}, {min_path}")
-    gt_roads, prop_roads = _Roads.from_graph(gt), _Roads.from_graph(prop)
-    gt_to_prop, gt_pairs = _path_similarity(gt_roads, prop_roads, delta, snap, min_path)
-    prop_to_gt, prop_pairs = _path_similarity(prop_roads, gt_roads, delta, snap, min_path)
-    if gt_to_prop <= 0 or prop_to_gt <= 0:
-        total = 0.0
-    else:
-        total = 2 * gt_to_prop * prop_to_gt / (gt_to_prop + prop_to_gt)
-    return AplsResult(total, gt_to_prop, prop_to_gt, gt_pairs, prop_pairs)
+    gt_roads, prop_roads = _Roads.from_graph(gt, scale), _Roads.from_graph(prop, scale)
+    gt_to_prop, gt_pairs = _path_similarity(gt_roads, prop_roads, delta, snap, min_path,
+                                            curved_eps)
+    prop_to_gt, prop_pairs = _path_similarity(prop_roads, gt_roads, delta, snap, min_path,
+                                              curved_eps)
+    return AplsResult(harmonic_mean(gt_to_prop, prop_to_gt), gt_to_prop, prop_to_gt,
+                      gt_pairs, prop_pairs)
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    """APLS of two directions: their harmonic mean, 0 if either is 0 (or less)."""
+    if a <= 0 or b <= 0:
+        return 0.0
+    return 2 * a * b / (a + b)
 
 
 def _positive(text: str) -> float:
