@@ -46,6 +46,7 @@ Not reproduced: the reference's random sampling for graphs of 500 or more ground
 edges touching the 20 nearest nodes in graphs of over 1000 nodes.
 """
 import csv
+import functools
 import json
 import math
 import re
@@ -56,9 +57,17 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 from pyproj import Transformer
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import connected_components, dijkstra
 
-from evaluation.apls import _control_points, _Roads, _Segments, _snap, _split_graph, harmonic_mean
+from evaluation.apls import (
+    _control_points,
+    _min_matrix,
+    _Roads,
+    _Segments,
+    _snap,
+    _split_graph,
+    harmonic_mean,
+)
 from utils.errors import DataError
 
 EARTH_RADIUS_M = 6371009.0
@@ -242,7 +251,12 @@ def utm_projector(lonlat: np.ndarray) -> Transformer:
     """lon/lat -> UTM metres in the zone of the mean longitude of the distinct (N, 2) points
     (osmnx 0.9's rule: the centroid of their union)."""
     unique = np.unique(np.asarray(lonlat, dtype=float).reshape(-1, 2), axis=0)
-    zone = int(math.floor((unique[:, 0].mean() + 180) / 6.0) + 1)
+    return _utm_zone(int(math.floor((unique[:, 0].mean() + 180) / 6.0) + 1))
+
+
+@functools.lru_cache(maxsize=8)
+def _utm_zone(zone: int) -> Transformer:
+    # Building a transformer costs ~10 ms, more than scoring a small tile.
     return Transformer.from_crs("EPSG:4326", f"+proj=utm +zone={zone} +datum=WGS84 +units=m",
                                 always_xy=True)
 
@@ -353,49 +367,77 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 def _remove_small_components(graph: nx.MultiGraph, max_nodes: int, min_span: float,
                              weight: str) -> None:
     """Drop components of at most `max_nodes` nodes whose longest shortest path is < min_span."""
+    nodes = list(graph.nodes)
+    if not nodes:
+        return
+    index = {node: i for i, node in enumerate(nodes)}
+    edges = [(index[u], index[v], w) for u, v, w in graph.edges(data=weight)]
+    a, b, w = (np.array(column, dtype=float) for column in zip(*edges, strict=True)) \
+        if edges else (np.empty(0), np.empty(0), np.empty(0))
+    matrix = _min_matrix(a.astype(np.int64), b.astype(np.int64), w, len(nodes))
+    _, label = connected_components(matrix, directed=False)
+    sizes = np.bincount(label)
     small = []
-    for component in nx.connected_components(graph):
-        if len(component) > max_nodes:
-            continue
-        sub = graph.subgraph(component)
-        span = max(max(lengths.values())
-                   for _, lengths in nx.all_pairs_dijkstra_path_length(sub, weight=weight))
-        if span < min_span:
-            small.extend(component)
+    for component in np.flatnonzero(sizes <= max_nodes):
+        members = np.flatnonzero(label == component)
+        lengths = dijkstra(matrix, directed=False, indices=members)
+        if lengths[np.isfinite(lengths)].max() < min_span:
+            small.extend(nodes[i] for i in members)
     graph.remove_nodes_from(small)
 
 
-def geojson_graph(lines_lonlat: list[np.ndarray], first_id: int) -> nx.MultiGraph:
+def geojson_graph(lines: list[np.ndarray], first_id: int,
+                  planar_scale: tuple[float, float] | None = None) -> nx.MultiGraph:
     """Steps 1-6 of the module docstring: the reference graph of lon/lat LineString parts.
 
-    Nodes carry `xy` (UTM); edges `length` (m) and `geometry` ((n, 2) UTM). Empty without lines.
+    With `planar_scale` (sx, sy) the lines are pixel (x, y) of a raster without georeference:
+    coordinates are scaled to metres and lengths are Euclidean (rounded to the millimetre too).
+    Nodes carry `xy` (UTM or scaled metres); edges `length` (m) and `geometry` ((n, 2)). Empty
+    without lines.
     """
-    coords, paths = _numbered(lines_lonlat, first_id)
+    coords, paths = _numbered(lines, first_id)
     graph = nx.MultiDiGraph()
     if not coords:
         return nx.MultiGraph()
     ids = list(coords)
-    lonlat = np.array([coords[node] for node in ids])
-    east, north = utm_projector(lonlat).transform(lonlat[:, 0], lonlat[:, 1])
-    for node, x, y, (lon, lat) in zip(ids, east, north, lonlat, strict=True):
-        graph.add_node(node, xy=np.array([x, y]), lon=lon, lat=lat)
+    raw = np.array([coords[node] for node in ids])
+    xy = _to_metres(raw, planar_scale)
+    for node, position in zip(ids, xy, strict=True):
+        graph.add_node(node, xy=position)
     for path in paths:
         segments = list(zip(path[:-1], path[1:], strict=True))
         graph.add_edges_from(segments)
         graph.add_edges_from([(v, u) for u, v in segments])
     edges = list(graph.edges(keys=True))
     if edges:
-        ends = np.array([[coords[u] + coords[v] for u, v, _ in edges]]).reshape(-1, 4)
-        lengths = np.round(_haversine(ends[:, 0], ends[:, 1], ends[:, 2], ends[:, 3]), 3)
+        ends = np.array([coords[u] + coords[v] for u, v, _ in edges]).reshape(-1, 4)
+        if planar_scale is None:
+            lengths = _haversine(ends[:, 0], ends[:, 1], ends[:, 2], ends[:, 3])
+        else:
+            lengths = np.hypot((ends[:, 2] - ends[:, 0]) * planar_scale[0],
+                               (ends[:, 3] - ends[:, 1]) * planar_scale[1])
+        lengths = np.round(lengths, 3)
         nx.set_edge_attributes(graph, dict(zip(edges, lengths.tolist(), strict=True)), "length")
     undirected = remove_redundant_edges(_simplified(graph))
     _remove_small_components(undirected, *GEOJSON_CLEAN, weight="length")
     return undirected
 
 
-def wkt_graph(lines_px: list[np.ndarray], to_lonlat: Callable[[np.ndarray], np.ndarray]
-              ) -> nx.MultiGraph:
-    """The reference's graph of a WKT proposal (pixel polylines; see the module docstring)."""
+def _to_metres(points: np.ndarray, planar_scale: tuple[float, float] | None) -> np.ndarray:
+    """(N, 2) lon/lat -> UTM, or with `planar_scale` pixel (x, y) -> scaled metres."""
+    if planar_scale is not None:
+        return points * np.asarray(planar_scale, dtype=float)
+    east, north = utm_projector(points).transform(points[:, 0], points[:, 1])
+    return np.column_stack([east, north])
+
+
+def wkt_graph(lines_px: list[np.ndarray], to_lonlat: Callable[[np.ndarray], np.ndarray] | None,
+              planar_scale: tuple[float, float] | None = None) -> nx.MultiGraph:
+    """The reference's graph of a WKT proposal (pixel polylines; see the module docstring).
+
+    Needs the tile's `to_lonlat` (pixel -> lon/lat), or `planar_scale` for a raster without
+    georeference (metres = scaled pixels).
+    """
     coords, paths = {}, []
     id_of = {}
     for line in lines_px:
@@ -422,9 +464,10 @@ def wkt_graph(lines_px: list[np.ndarray], to_lonlat: Callable[[np.ndarray], np.n
     if undirected.number_of_nodes() == 0:
         return nx.MultiGraph()
     ids = list(undirected.nodes)
-    lonlat = to_lonlat(np.array([coords[node] for node in ids], dtype=float))
-    east, north = utm_projector(lonlat).transform(lonlat[:, 0], lonlat[:, 1])
-    xy = {node: np.array([x, y]) for node, x, y in zip(ids, east, north, strict=True)}
+    pixels = np.array([coords[node] for node in ids], dtype=float)
+    positions = _to_metres(pixels if planar_scale is not None else to_lonlat(pixels),
+                           planar_scale)
+    xy = dict(zip(ids, positions, strict=True))
     for node in ids:
         undirected.nodes[node]["xy"] = xy[node]
     for u, v, data in undirected.edges(data=True):
