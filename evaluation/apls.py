@@ -38,7 +38,9 @@ metres; the score itself is unit-free.
 import argparse
 import json
 import math
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -46,9 +48,8 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
-from roads.geo import read_road_lines
 from roads.graph import edge_polyline, lines_to_graph
-from utils.errors import run_cli
+from utils.errors import DataError, UserError, run_cli
 
 
 @dataclass(frozen=True)
@@ -369,29 +370,100 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def read_graph(path: str) -> nx.Graph:
-    """Road graph of a GeoJSON file of LineStrings in pixel coordinates."""
-    return lines_to_graph([line.coords for line in read_road_lines(path)])
-
-
 def main(argv: list[str] | None = None) -> None:
+    # The presets and the SpaceNet pipeline build on this module, hence the late import.
+    from evaluation import apls_spacenet as spacenet
+    from evaluation.apls_tile import PRESETS, AplsSettings, score_graphs, score_reference_graphs
+    from evaluation.topo import TopoSettings
+
     parser = argparse.ArgumentParser(
         prog="python -m evaluation.apls",
-        description="APLS between two GeoJSON files of road LineStrings in pixel coordinates; "
-                    "prints one JSON object.")
+        description="APLS and TOPO of a proposed road network against the ground truth; the last "
+                    "line printed is one JSON object. Modes ours and authors: GeoJSON in pixel "
+                    "coordinates. Mode spacenet (the SpaceNet 3 reference pipeline): lon/lat "
+                    "GeoJSON, or --pred submission.csv (ImageId,WKT_Pix) with --image TILE.tif.")
+    parser.add_argument("--mode", choices=list(PRESETS), default="ours", help="preset")
     parser.add_argument("--gt", required=True, help="ground-truth GeoJSON")
-    parser.add_argument("--pred", required=True, help="proposed GeoJSON")
-    parser.add_argument("--delta", type=_positive, default=20.0, help="control-point spacing")
-    parser.add_argument("--snap", type=_non_negative, default=10.0, help="snapping distance")
-    parser.add_argument("--min-path", type=_non_negative, default=3.0,
+    parser.add_argument("--pred", required=True, help="proposed GeoJSON, or a submission CSV")
+    parser.add_argument("--image", default=None,
+                        help="GeoTIFF of the tile (or a folder holding it) for a submission CSV")
+    parser.add_argument("--delta", type=_positive, default=None,
+                        help="control-point spacing (default: the preset's)")
+    parser.add_argument("--snap", type=_non_negative, default=None, help="snapping distance")
+    parser.add_argument("--min-path", type=_non_negative, default=None,
                         help="shortest path compared")
+    parser.add_argument("--curved-eps", type=float, default=None,
+                        help="control points only on edges at least this curved (< 0: all)")
     parser.add_argument("--metres-per-pixel", type=_positive, default=None,
-                        help="read delta, snap and min-path in metres (SpaceNet: 0.3)")
+                        help="ours/authors: read the distances in metres (rasters without "
+                             "georeference)")
+    parser.add_argument("--hole-size", type=_positive, default=TopoSettings.hole_size,
+                        help="TOPO hole size")
+    parser.add_argument("--topo-interval", type=_positive, default=TopoSettings.interval,
+                        help="TOPO spacing of holes and marbles")
+    parser.add_argument("--topo-radius", type=_positive, default=TopoSettings.subgraph_radius,
+                        help="TOPO subgraph radius")
     args = parser.parse_args(argv)
-    result = apls(read_graph(args.gt), read_graph(args.pred), delta=args.delta, snap=args.snap,
-                  min_path=args.min_path, metres_per_pixel=args.metres_per_pixel)
-    print(json.dumps({"apls": result.apls, "gt_to_prop": result.gt_to_prop,
-                      "prop_to_gt": result.prop_to_gt}))
+    try:
+        settings = AplsSettings(mode=args.mode, delta=args.delta, snap=args.snap,
+                                min_path=args.min_path, curved_eps=args.curved_eps,
+                                metres_per_pixel=args.metres_per_pixel)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    topo_settings = TopoSettings(args.hole_size, args.topo_interval, args.topo_radius)
+    truth_lines = _read_lines(args.gt, spacenet)
+    if args.mode == "spacenet":
+        truth = spacenet.geojson_graph(truth_lines, spacenet.GROUND_TRUTH_FIRST_ID)
+        if args.pred.lower().endswith(".csv"):
+            if args.image is None:
+                raise UserError("--image: a submission CSV needs the tile's GeoTIFF")
+            image_id = spacenet.image_id_of(args.gt)
+            to_lonlat = spacenet.geotiff_to_lonlat(_geotiff_of(args.image, image_id))
+            proposal_lines = spacenet.read_submission(args.pred, image_id)
+            proposal = spacenet.wkt_graph(proposal_lines, to_lonlat)
+        else:
+            proposal_lines = _read_lines(args.pred, spacenet)
+            proposal = spacenet.geojson_graph(proposal_lines, spacenet.GEOJSON_PROPOSAL_FIRST_ID)
+        scores = score_reference_graphs(truth, proposal, settings, topo_settings,
+                                        has_proposal=bool(proposal_lines))
+    else:
+        scores = score_graphs(lines_to_graph(truth_lines),
+                              lines_to_graph(_read_lines(args.pred, spacenet)),
+                              settings, topo_settings)
+    skipped = math.isnan(scores["apls"])
+    output = {"apls": scores["apls"], "gt_to_prop": scores["apls_gt_to_prop"],
+              "prop_to_gt": scores["apls_prop_to_gt"], "topo_precision": scores["topo_precision"],
+              "topo_recall": scores["topo_recall"], "topo_f1": scores["topo_f1"],
+              "mode": args.mode, **settings.resolved(), "topo": asdict(topo_settings),
+              "skipped": skipped}
+    if skipped:
+        print("note: tile skipped (no ground-truth roads or no proposal lines), as the reference "
+              "does; its scores are null", file=sys.stderr)
+    print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v
+                      for k, v in output.items()}))
+
+
+def _read_lines(path: str, spacenet) -> list[np.ndarray]:
+    """LineString parts of a GeoJSON file; a note on stderr counts the features skipped."""
+    lines, skipped = spacenet.read_lonlat_lines(path)
+    if skipped:
+        print(f"note: {path}: skipped {skipped} feature(s) that are not LineStrings "
+              f"(Polygon, Point, ...)", file=sys.stderr)
+    return lines
+
+
+def _geotiff_of(image: str, image_id: str) -> Path:
+    """The GeoTIFF given, or the one in the folder given whose name ends with the ImageId."""
+    path = Path(image)
+    if path.is_dir():
+        matches = sorted(p for p in path.iterdir()
+                         if p.suffix.lower() in (".tif", ".tiff") and p.stem.endswith(image_id))
+        if not matches:
+            raise DataError(f"{path}: ImageId {image_id} has no GeoTIFF here")
+        return matches[0]
+    if not path.is_file():
+        raise DataError(f"{path}: ImageId {image_id} has no GeoTIFF (file not found)")
+    return path
 
 
 if __name__ == "__main__":

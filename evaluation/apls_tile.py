@@ -6,8 +6,8 @@ Presets (`AplsSettings.mode`; delta, snap and min_path left at None take the pre
   graph), control points every 20 px on every edge, snap 10 px, shortest path compared 3 px, every
   tile scored (no roads in truth and proposal: 1; see `evaluation.apls`). With units "metres"
   the tile's per-axis ground size (`pixel_size_m`) turns pixels into metres, or, for a raster
-  without georeference, `metres_per_pixel`; the distances are then 6 m, 3 m and 0.9 m (the pixel
-  values at SpaceNet's 0.3 m).
+  without georeference, `metres_per_pixel`; the same numbers are then metres (as `apls` has always
+  read them with `metres_per_pixel`).
 - `spacenet`: the SpaceNet 3 reference scorer's whole pipeline (`evaluation.apls_spacenet`):
   its own graph construction in UTM metres (including its duplicate-edge deletion, a quirk kept
   for comparability), control points every 50 m on every edge, snap 4 m, minimum path 0.001 m.
@@ -46,10 +46,7 @@ PRESETS = {
     "spacenet": Preset(50.0, 4.0, 0.001, -1.0, "metres"),
     "authors": Preset(20.0, 10.0, 3.0, 0.03, "pixels"),
 }
-"""The named presets; `ours` and `authors` in metres use `METRIC_DISTANCES`."""
-
-METRIC_DISTANCES = (6.0, 3.0, 0.9)
-"""(delta, snap, min_path) of `ours` and `authors` in metres: their pixel values at 0.3 m."""
+"""The named presets; the distances of `ours` and `authors` hold in pixels or in metres."""
 
 DEFAULT_TOPO = TopoSettings()
 
@@ -105,8 +102,7 @@ class AplsSettings:
         """{delta, snap, min_path, curved_eps, units} with the preset's values filled in."""
         preset = PRESETS[self.mode]
         units = self.resolved_units
-        defaults = ((preset.delta, preset.snap, preset.min_path)
-                    if units == preset.units else METRIC_DISTANCES)
+        defaults = (preset.delta, preset.snap, preset.min_path)
         given = (self.delta, self.snap, self.min_path)
         delta, snap, min_path = (d if g is None else float(g) for g, d in zip(given, defaults,
                                                                               strict=True))
