@@ -17,7 +17,7 @@ TOPO changes from run to run; here every ground-truth node is an origin (at most
 evenly spread over the node order). An edge's length is its declared length where the graph has
 one (the SpaceNet pipeline's great-circle length), else its polyline length.
 A tile whose ground truth has no nodes has no origin: precision, recall and F1 are nan; an empty
-proposal scores 0.
+proposal scores 0 (the ground truth's nodes counted as false negatives).
 """
 import math
 from dataclasses import dataclass

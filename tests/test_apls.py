@@ -248,3 +248,42 @@ def test_curved_only_control_points():
     bent = nx.Graph()
     add_road(bent, 0, 1, [(0, 0), (50, 30), (100, 0)])
     assert apls(bent, bent, curved_eps=0.03).gt_pairs == 21
+
+
+def test_presets_name_their_distances():
+    from evaluation.apls_tile import AplsSettings
+    assert AplsSettings().resolved() == {"delta": 20.0, "snap": 10.0, "min_path": 3.0,
+                                         "curved_eps": -1.0, "units": "pixels"}
+    assert AplsSettings(mode="spacenet").resolved() == {
+        "delta": 50.0, "snap": 4.0, "min_path": 0.001, "curved_eps": -1.0, "units": "metres"}
+    authors = AplsSettings(mode="authors", snap=8).resolved()
+    assert (authors["curved_eps"], authors["snap"], authors["delta"]) == (0.03, 8.0, 20.0)
+    assert AplsSettings(metres_per_pixel=0.5).resolved()["units"] == "metres"
+    for kwargs, name in (({"mode": "osm"}, "mode"), ({"delta": 0}, "delta"),
+                         ({"snap": -1}, "snap"), ({"mode": "spacenet", "units": "pixels"},
+                                                  "units")):
+        with pytest.raises(ValueError, match=f"^{name}"):
+            AplsSettings(**kwargs)
+
+
+def test_score_tile_ours_is_todays_apls():
+    from evaluation.apls_tile import AplsSettings, score_tile
+    from roads.graph import lines_to_graph
+    truth = [np.array([[100, 100], [140, 100], [140, 140]], float),
+             np.array([[140, 140], [100, 140], [100, 100]], float)]
+    proposal = [np.array([[101, 102], [139, 101], [141, 139]], float)]
+    scores = score_tile(truth, proposal, AplsSettings(), None)
+    expected = apls(lines_to_graph(truth), lines_to_graph(proposal))
+    assert (scores["apls"], scores["apls_gt_to_prop"], scores["apls_prop_to_gt"]) == \
+        (expected.apls, expected.gt_to_prop, expected.prop_to_gt)
+    assert "topo_f1" not in scores
+    authors = score_tile(truth, proposal, AplsSettings(mode="authors"))
+    assert authors["apls"] == apls(lines_to_graph(truth), lines_to_graph(proposal),
+                                   curved_eps=0.03).apls
+    assert 0 <= authors["topo_f1"] <= 1
+    metric = score_tile(truth, proposal, AplsSettings(units="metres"), None,
+                        pixel_size_m=(0.3, 0.25))
+    assert metric["apls"] == apls(lines_to_graph(truth), lines_to_graph(proposal),
+                                  pixel_size_m=(0.3, 0.25)).apls
+    with pytest.raises(ValueError, match="^units"):
+        score_tile(truth, proposal, AplsSettings(units="metres"))
