@@ -36,6 +36,7 @@ Lengths are in pixels. With `metres_per_pixel` (SpaceNet: 0.3) delta, snap and m
 metres; the score itself is unit-free.
 """
 import argparse
+import functools
 import json
 import math
 import sys
@@ -90,6 +91,11 @@ class _Roads:
 
     def segment_lengths(self) -> list[np.ndarray]:
         """Per edge, the (n_e - 1,) lengths of its polyline segments."""
+        return self._segment_lengths
+
+    @functools.cached_property
+    def _segment_lengths(self) -> list[np.ndarray]:
+        # Cached: every step of the pairing needs them.
         return [np.linalg.norm(np.diff(line, axis=0), axis=1) for line in self.polylines]
 
     def edge_lengths(self) -> np.ndarray:

@@ -66,41 +66,50 @@ class TopoResult:
 class _Sampled:
     """A graph with, per edge, its TOPO points sampled from either end.
 
-    forward[e] / backward[e]: (k, 2) points every `interval` from ends[e, 0] / ends[e, 1].
+    points: (P, 2) all samples, edge by edge, those from ends[e, 0] first then those from
+    ends[e, 1]; start[e, 0] / start[e, 1]: where each run begins; count[e]: its length.
     """
 
     def __init__(self, roads: _Roads, interval: float) -> None:
         self.positions = roads.positions
         self.ends = roads.ends
         self.tree = cKDTree(self.positions) if len(self.positions) else None
-        lengths = roads.edge_lengths()
-        self.forward, self.backward = [], []
-        for line, seg, length in zip(roads.polylines, roads.segment_lengths(), lengths,
-                                     strict=True):
+        runs, counts = [], []
+        for line, seg, length in zip(roads.polylines, roads.segment_lengths(),
+                                     roads.edge_lengths(), strict=True):
             arc = np.concatenate([[0.0], np.cumsum(seg)])
             distances = np.arange(0.0, length, interval)[1:] if length >= interval else []
             distances = np.minimum(np.asarray(distances, dtype=float), arc[-1])
-            self.forward.append(_along(line, arc, distances))
-            self.backward.append(_along(line[::-1], arc[-1] - arc[::-1], distances))
+            runs += [_along(line, arc, distances), _along(line[::-1], arc[-1] - arc[::-1],
+                                                          distances)]
+            counts.append(len(distances))
+        self.count = np.array(counts, dtype=np.int64)
+        self.points = np.concatenate([np.empty((0, 2)), *runs])
+        begins = np.concatenate([[0], np.cumsum(np.repeat(self.count, 2))[:-1]]).astype(np.int64)
+        self.start = begins.reshape(-1, 2)
 
     def around(self, origin: int, radius: float) -> np.ndarray:
         """(K, 2) nodes connected to `origin` within `radius` of it, in node order, then the
         points along the edges among them, edge by edge, sampled from the end nearer the origin."""
         centre = self.positions[origin]
-        near = np.zeros(len(self.positions), dtype=bool)
-        near[self.tree.query_ball_point(centre, radius)] = True
-        inside = np.flatnonzero(near[self.ends[:, 0]] & near[self.ends[:, 1]])
-        ends = self.ends[inside]
-        graph = coo_matrix((np.ones(len(inside)), (ends[:, 0], ends[:, 1])),
+        near = np.sort(np.asarray(self.tree.query_ball_point(centre, radius), dtype=np.int64))
+        local = np.full(len(self.positions), -1, dtype=np.int64)
+        local[near] = np.arange(len(near))
+        a, b = local[self.ends[:, 0]], local[self.ends[:, 1]]
+        inside = np.flatnonzero((a >= 0) & (b >= 0))
+        graph = coo_matrix((np.ones(len(inside)), (a[inside], b[inside])),
                            shape=(len(near), len(near)))
         _, label = connected_components(graph, directed=False)
-        member = near & (label == label[origin])
-        points = [self.positions[member]]
-        for edge in inside[member[self.ends[inside, 0]]]:
-            first, last = self.positions[self.ends[edge]]
-            outward = np.linalg.norm(last - centre) >= np.linalg.norm(first - centre)
-            points.append(self.forward[edge] if outward else self.backward[edge])
-        return np.concatenate(points)
+        member = label == label[local[origin]]
+        edges = inside[member[a[inside]]]
+        first = self.positions[self.ends[edges, 0]]
+        last = self.positions[self.ends[edges, 1]]
+        outward = np.linalg.norm(last - centre, axis=1) >= np.linalg.norm(first - centre, axis=1)
+        starts = np.where(outward, self.start[edges, 0], self.start[edges, 1])
+        counts = self.count[edges]
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return np.concatenate([self.positions[near[member]],
+                               self.points[np.repeat(starts, counts) + offsets]])
 
 
 def _along(line: np.ndarray, arc: np.ndarray, distances: np.ndarray) -> np.ndarray:
@@ -110,14 +119,14 @@ def _along(line: np.ndarray, arc: np.ndarray, distances: np.ndarray) -> np.ndarr
 
 def _match(holes: np.ndarray, marbles: np.ndarray, hole_size: float) -> int:
     """Marbles in order fill the nearest empty hole within `hole_size`; the number filled."""
-    candidates = cKDTree(holes).query_ball_point(marbles, hole_size)
-    filled = np.zeros(len(holes), dtype=bool)
+    distances = np.linalg.norm(marbles[:, None, :] - holes[None, :, :], axis=2)
+    distances[distances > hole_size] = np.inf
     count = 0
-    for marble, near in zip(marbles, candidates, strict=True):
-        free = [i for i in near if not filled[i]]
-        if free:
-            distances = np.linalg.norm(holes[free] - marble, axis=1)
-            filled[free[int(np.argmin(distances))]] = True
+    for marble in np.flatnonzero(np.isfinite(distances).any(axis=1)):
+        row = distances[marble]
+        hole = int(np.argmin(row))
+        if np.isfinite(row[hole]):
+            distances[:, hole] = np.inf
             count += 1
     return count
 

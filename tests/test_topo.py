@@ -12,6 +12,7 @@ import pytest
 
 from evaluation.apls import _Roads
 from evaluation.topo import TopoSettings, topo
+from roads.graph import lines_to_graph
 
 
 def roads(*polylines) -> _Roads:
@@ -81,3 +82,13 @@ def test_settings_are_validated():
     with pytest.raises(ValueError, match="^max_origins"):
         TopoSettings(max_origins=0)
     assert TopoSettings().scaled(2.0).interval == 60.0
+
+
+def test_a_hole_takes_one_marble():
+    # Two proposed roads on the same spot, joined at A: each hole can take one of the two
+    # marbles on it. Origin A: 5 holes, 9 marbles (A, both B ends, 3 + 3 points): TP 5, FP 4.
+    # Origin B: the proposal origin is one B end, whose subgraph holds both roads: the same.
+    joined = lines_to_graph([np.array([(0, 0), (100, 0)], float),
+                             np.array([(0, 0), (100, 0.5)], float)])
+    result = topo(roads(ROAD), _Roads.from_graph(joined))
+    assert (result.true_positives, result.false_positives, result.false_negatives) == (10, 8, 0)
