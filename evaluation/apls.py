@@ -32,8 +32,14 @@ skipped tiles with an empty prediction, which inflates the mean):
 All points are inserted at once (nearest segment through a KD-tree, one key per spot on B), which
 gives the graph that inserting them one by one gives; paths come from scipy's Dijkstra.
 
-Lengths are in pixels. With `metres_per_pixel` (SpaceNet: 0.3) delta, snap and min_path are read in
-metres; the score itself is unit-free.
+Lengths are in pixels. With `pixel_size_m` (sx, sy), the per-axis ground size of a georeferenced
+tile (SpaceNet Las Vegas: 0.243 m east-west, 0.300 m north-south), coordinates become metres and
+delta, snap and min_path are read in metres; `metres_per_pixel`, one number, is for rasters
+without georeference. The score itself is unit-free. With `curved_eps` >= 0 only edges whose
+length differs from their bounding-box diagonal by at least that fraction get control points (the
+authors' port: 0.03). Edges may declare a length other than their polyline's (`_Roads.lengths`),
+kept until a control point cuts them: the SpaceNet pipeline (`evaluation.apls_spacenet`) needs it.
+The named presets (ours, spacenet, authors) and TOPO beside APLS: `evaluation.apls_tile`.
 """
 import argparse
 import functools

@@ -120,15 +120,15 @@ def _along(line: np.ndarray, arc: np.ndarray, distances: np.ndarray) -> np.ndarr
 def _match(holes: np.ndarray, marbles: np.ndarray, hole_size: float) -> int:
     """Marbles in order fill the nearest empty hole within `hole_size`; the number filled."""
     distances = np.linalg.norm(marbles[:, None, :] - holes[None, :, :], axis=2)
-    distances[distances > hole_size] = np.inf
-    count = 0
-    for marble in np.flatnonzero(np.isfinite(distances).any(axis=1)):
-        row = distances[marble]
-        hole = int(np.argmin(row))
-        if np.isfinite(row[hole]):
-            distances[:, hole] = np.inf
-            count += 1
-    return count
+    marble, hole = np.nonzero(distances <= hole_size)
+    # Each marble's candidate holes, nearest first; a marble takes the first one still empty.
+    order = np.lexsort((distances[marble, hole], marble))
+    filled, served = set(), set()
+    for m, h in zip(marble[order].tolist(), hole[order].tolist(), strict=True):
+        if m not in served and h not in filled:
+            filled.add(h)
+            served.add(m)
+    return len(filled)
 
 
 def topo(truth: _Roads, proposal: _Roads, settings: TopoSettings = TopoSettings()) -> TopoResult:
