@@ -130,9 +130,9 @@ def test_skipped_tiles_score_nan():
 
 def write_geotiff(path: Path, lon0: float, lat0: float, size: float) -> None:
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
     with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint8",
-                       crs="EPSG:4326", transform=from_origin(lon0, lat0, size, size)) as out:
+                       crs="EPSG:4326", transform=Affine(size, 0, lon0, 0, -size, lat0)) as out:
         out.write(np.zeros((1, 64, 64), dtype=np.uint8))
 
 
