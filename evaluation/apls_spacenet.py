@@ -162,14 +162,13 @@ def parse_wkt_linestring(text: str) -> np.ndarray | None:
     body = match.group(1)
     if body.upper() == "EMPTY":
         return None
+    pairs = [pair.split() for pair in body[1:-1].split(",")]
+    if any(len(pair) < 2 for pair in pairs):
+        raise ValueError("malformed coordinates")
     try:
-        coords = np.array([[float(v) for v in pair.split()[:2]] if len(pair.split()) >= 2
-                           else [float("nan")] * 3
-                           for pair in body[1:-1].split(",")], dtype=float)
+        coords = np.array([[float(pair[0]), float(pair[1])] for pair in pairs], dtype=float)
     except ValueError:
         raise ValueError("malformed coordinates") from None
-    if coords.ndim != 2 or coords.shape[1] != 2:
-        raise ValueError("malformed coordinates")
     if not np.isfinite(coords).all():
         raise ValueError("NaN or infinite coordinate")
     return coords
@@ -212,6 +211,7 @@ def image_id_of(path: Path) -> str:
 
 def geotiff_to_lonlat(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """Pixel (x, y) -> lon/lat of a GeoTIFF, through its affine transform and CRS (rasterio)."""
+    # Imported here: rasterio takes longer to import than scoring a GeoJSON tile.
     import rasterio
     from rasterio.errors import RasterioIOError
 

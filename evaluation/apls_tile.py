@@ -20,7 +20,7 @@ ground size is known, else in pixels.
 """
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
@@ -210,8 +210,3 @@ def score_reference_graphs(truth: nx.MultiGraph, proposal: nx.MultiGraph,
         scores.update(_topo_scores(apls_spacenet.ref_graph(truth).roads,
                                    apls_spacenet.ref_graph(proposal).roads, topo_settings))
     return scores
-
-
-def with_overrides(settings: AplsSettings, **overrides) -> AplsSettings:
-    """`settings` with the given fields replaced where the value is not None."""
-    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
