@@ -1,10 +1,17 @@
-"""Seconds per tile of `evaluation.apls.apls` on a SpaceNet-sized street network.
+"""Seconds per tile of APLS in every mode (ours, authors, spacenet) and of TOPO, on a
+SpaceNet-sized street network.
 
 Ground truth: a random tree over a jittered 10 x 10 street grid (70 px blocks) plus 51 loops,
 150 gently curved edges, about 10,000 px of road on a 1300 x 1300 tile. Proposal: the same
 streets moved by a few pixels, a tenth of them missing, gaps cut in some, spurs added.
+`ours` and `authors` score the two graphs (`evaluation.apls_tile.score_graphs`); `spacenet`
+scores their edges as lines of a tile georeferenced like SpaceNet's Las Vegas (2.7e-6 degree
+pixels), building the reference's graphs from them (`evaluation.apls_tile.score_tile`); TOPO is
+timed on its own with its defaults (`evaluation.topo`), on the graphs in metres.
 
-    python -m benchmarks.bench_apls [--runs 5] [--seed 0]
+    python -m benchmarks.bench_apls [--runs 5] [--seed 0] [--cpu]
+
+--cpu times with the process's CPU clock instead of the wall clock, for a shared machine.
 """
 import argparse
 import statistics
@@ -13,10 +20,15 @@ import time
 import networkx as nx
 import numpy as np
 
-from evaluation.apls import apls
+from evaluation.apls import _Roads, apls
+from evaluation.apls_tile import AplsSettings, score_graphs, score_tile
+from evaluation.topo import TopoSettings, topo
+from roads.graph import graph_to_lines
 from utils.errors import run_cli
 
 TILE, GRID, BLOCK, EDGES = 1300, 10, 70.0, 150
+LON0, LAT0, DEGREES_PER_PIXEL = -115.3, 36.2, 2.7e-6
+PIXEL_SIZE_M = (0.2427, 0.2996)
 
 
 def add_road(graph: nx.Graph, first: int, last: int, points: np.ndarray) -> None:
@@ -87,25 +99,55 @@ def perturbed(graph: nx.Graph, rng: np.random.Generator) -> nx.Graph:
     return proposal
 
 
+def to_lonlat(xy: np.ndarray) -> np.ndarray:
+    """Pixel (x, y) -> lon/lat of a tile georeferenced like SpaceNet's Las Vegas."""
+    return np.column_stack([LON0 + xy[:, 0] * DEGREES_PER_PIXEL,
+                            LAT0 - xy[:, 1] * DEGREES_PER_PIXEL])
+
+
+def timings(gt: nx.Graph, prop: nx.Graph, runs: int, clock=time.perf_counter
+            ) -> dict[str, tuple[float, dict]]:
+    """{mode: (median seconds per tile, scores)} for the three APLS modes and TOPO."""
+    gt_lines, prop_lines = graph_to_lines(gt), graph_to_lines(prop)
+    jobs = {
+        "ours": lambda: score_graphs(gt, prop, AplsSettings(), None),
+        "authors": lambda: score_graphs(gt, prop, AplsSettings(mode="authors"), None),
+        "spacenet": lambda: score_tile(gt_lines, prop_lines, AplsSettings(mode="spacenet"), None,
+                                       to_lonlat=to_lonlat),
+        "topo": lambda: topo(_Roads.from_graph(gt, PIXEL_SIZE_M),
+                             _Roads.from_graph(prop, PIXEL_SIZE_M), TopoSettings()),
+    }
+    results = {}
+    for name, job in jobs.items():
+        seconds = []
+        for _ in range(runs):
+            start = clock()
+            value = job()
+            seconds.append(clock() - start)
+        results[name] = (statistics.median(seconds), value)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cpu", action="store_true", help="time with the process's CPU clock")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     gt = street_network(rng)
     prop = perturbed(gt, rng)
     road = sum(length for _, _, length in gt.edges(data="length"))
-    seconds = []
-    for _ in range(args.runs):
-        start = time.perf_counter()
-        result = apls(gt, prop)
-        seconds.append(time.perf_counter() - start)
+    result = apls(gt, prop)
     print(f"ground truth: {gt.number_of_edges()} edges, {road:.0f} px of road; "
           f"proposal: {prop.number_of_edges()} edges")
-    print(f"APLS {result.apls:.4f} (gt->prop {result.gt_to_prop:.4f}, "
+    print(f"APLS (ours) {result.apls:.4f} (gt->prop {result.gt_to_prop:.4f}, "
           f"prop->gt {result.prop_to_gt:.4f}; {result.gt_pairs} and {result.prop_pairs} pairs)")
-    print(f"{statistics.median(seconds):.3f} s per tile (median of {args.runs})")
+    clock = time.process_time if args.cpu else time.perf_counter
+    for name, (seconds, value) in timings(gt, prop, args.runs, clock).items():
+        score = f"TOPO F1 {value.f1:.4f}" if name == "topo" else f"APLS {value['apls']:.4f}"
+        print(f"{name:8s} {score}: {seconds:.3f} s per tile "
+              f"({'CPU, ' if args.cpu else ''}median of {args.runs})")
 
 
 if __name__ == "__main__":

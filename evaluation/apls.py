@@ -32,13 +32,22 @@ skipped tiles with an empty prediction, which inflates the mean):
 All points are inserted at once (nearest segment through a KD-tree, one key per spot on B), which
 gives the graph that inserting them one by one gives; paths come from scipy's Dijkstra.
 
-Lengths are in pixels. With `metres_per_pixel` (SpaceNet: 0.3) delta, snap and min_path are read in
-metres; the score itself is unit-free.
+Lengths are in pixels. With `pixel_size_m` (sx, sy), the per-axis ground size of a georeferenced
+tile (SpaceNet Las Vegas: 0.243 m east-west, 0.300 m north-south), coordinates become metres and
+delta, snap and min_path are read in metres; `metres_per_pixel`, one number, is for rasters
+without georeference. The score itself is unit-free. With `curved_eps` >= 0 only edges whose
+length differs from their bounding-box diagonal by at least that fraction get control points (the
+authors' port: 0.03). Edges may declare a length other than their polyline's (`_Roads.lengths`),
+kept until a control point cuts them: the SpaceNet pipeline (`evaluation.apls_spacenet`) needs it.
+The named presets (ours, spacenet, authors) and TOPO beside APLS: `evaluation.apls_tile`.
 """
 import argparse
+import functools
 import json
 import math
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -46,9 +55,8 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
-from roads.geo import read_road_lines
-from utils.errors import run_cli
 from roads.graph import edge_polyline, lines_to_graph
+from utils.errors import DataError, UserError, run_cli
 
 
 @dataclass(frozen=True)
@@ -66,33 +74,64 @@ class _Roads:
     """A road graph as arrays.
 
     positions: (M, 2) node positions (x, y); ends: (E, 2) node indices of each edge;
-    polylines: E arrays (n_e, 2) running from the edge's first end to its second.
+    polylines: E arrays (n_e, 2) running from the edge's first end to its second;
+    lengths: (E,) length of each edge while it is not cut (None: its polyline length). The
+    SpaceNet pipeline declares great-circle lengths there while its geometry is in UTM metres.
     """
     positions: np.ndarray
     ends: np.ndarray
     polylines: list[np.ndarray]
+    lengths: np.ndarray | None = None
 
     @classmethod
-    def from_graph(cls, graph: nx.Graph) -> "_Roads":
+    def from_graph(cls, graph: nx.Graph, scale: tuple[float, float] = (1.0, 1.0)) -> "_Roads":
+        """Arrays of a road graph (the shared contract), coordinates multiplied by (sx, sy)."""
         index = {node: i for i, node in enumerate(graph.nodes)}
+        factor = np.asarray(scale, dtype=float)
         positions = np.array([graph.nodes[node]["pos"] for node in graph.nodes], dtype=float)
         edges = list(graph.edges)
         ends = np.array([[index[u], index[v]] for u, v in edges], dtype=np.int64)
-        polylines = [np.asarray(edge_polyline(graph, u, v), dtype=float) for u, v in edges]
-        return cls(positions.reshape(-1, 2), ends.reshape(-1, 2), polylines)
+        polylines = [np.asarray(edge_polyline(graph, u, v), dtype=float) * factor
+                     for u, v in edges]
+        return cls(positions.reshape(-1, 2) * factor, ends.reshape(-1, 2), polylines)
 
     def segment_lengths(self) -> list[np.ndarray]:
         """Per edge, the (n_e - 1,) lengths of its polyline segments."""
+        return self._segment_lengths
+
+    @functools.cached_property
+    def _segment_lengths(self) -> list[np.ndarray]:
+        # Cached: every step of the pairing needs them.
         return [np.linalg.norm(np.diff(line, axis=0), axis=1) for line in self.polylines]
 
+    def edge_lengths(self) -> np.ndarray:
+        """(E,) length of each uncut edge: the declared one, else its polyline length."""
+        if self.lengths is not None:
+            return np.asarray(self.lengths, dtype=float)
+        return np.array([seg.sum() for seg in self.segment_lengths()])
 
-def _distances_along_edge(length: float, delta: float) -> np.ndarray:
-    """Arc lengths of an edge's control points, as the reference places them."""
+
+def _distances_along_edge(length: float, delta: float, arc_length: float | None = None
+                          ) -> np.ndarray:
+    """Arc lengths of an edge's control points, as the reference places them.
+
+    length: the edge's (declared) length, which sets the spacing; arc_length: the length of its
+    polyline (default: the same), which the single midpoint of a short edge halves.
+    """
     if length < 0.75 * delta:
         return np.empty(0)
     if length <= delta:
-        return np.array([length / 2])
+        return np.array([(length if arc_length is None else arc_length) / 2])
     return np.linspace(0.0, length, math.ceil(length / delta) + 1)[1:-1]
+
+
+def _is_straight(line: np.ndarray, length: float, curved_eps: float) -> bool:
+    """The reference's curvature test: an edge whose length is within `curved_eps` (relative) of
+    its bounding box's diagonal gets no control points; a negative `curved_eps` never skips."""
+    if curved_eps < 0 or length <= 0:
+        return False
+    diagonal = float(np.linalg.norm(line.max(axis=0) - line.min(axis=0)))
+    return abs(diagonal - length) / length < curved_eps
 
 
 def _split_graph(roads: _Roads, stop_edge: np.ndarray, stop_t: np.ndarray,
@@ -105,6 +144,7 @@ def _split_graph(roads: _Roads, stop_edge: np.ndarray, stop_t: np.ndarray,
     """
     n_edges = len(roads.polylines)
     lengths = np.array([seg.sum() for seg in roads.segment_lengths()])
+    declared = roads.edge_lengths()
     first, last = np.zeros(n_edges), np.full(n_edges, 2.0)
     edge = np.concatenate([np.arange(n_edges), stop_edge, np.arange(n_edges)])
     # The rank keeps each edge's ends first and last even when rounding puts a stop past them.
@@ -115,21 +155,40 @@ def _split_graph(roads: _Roads, stop_edge: np.ndarray, stop_t: np.ndarray,
     edge, t, node = edge[order], t[order], node[order]
     link = edge[1:] == edge[:-1]
     weights = np.diff(t)[link]
-    matrix = coo_matrix((weights, (node[:-1][link], node[1:][link])), shape=(n_nodes, n_nodes))
+    # An edge that no stop cuts keeps its declared length (its polyline length unless declared).
+    uncut = np.bincount(stop_edge, minlength=n_edges) == 0
+    owner = edge[:-1][link]
+    weights = np.where(uncut[owner], declared[owner], weights)
+    return _min_matrix(node[:-1][link], node[1:][link], weights, n_nodes)
+
+
+def _min_matrix(a: np.ndarray, b: np.ndarray, weights: np.ndarray, n_nodes: int) -> csr_matrix:
+    """(n_nodes, n_nodes) sparse graph of the (K,) undirected edges a-b, one triangle only; of
+    parallel edges the shortest counts (as for a shortest path), zero lengths stay edges."""
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    order = np.lexsort((weights, high, low))
+    low, high, weights = low[order], high[order], weights[order]
+    first = np.r_[True, (low[1:] != low[:-1]) | (high[1:] != high[:-1])] if len(low) else low
+    matrix = coo_matrix((weights[first], (low[first], high[first])), shape=(n_nodes, n_nodes))
     return matrix.tocsr()
 
 
-def _control_points(roads: _Roads, delta: float) -> tuple[np.ndarray, csr_matrix]:
+def _control_points(roads: _Roads, delta: float, curved_eps: float = -1.0
+                    ) -> tuple[np.ndarray, csr_matrix]:
     """Control points of a graph and the graph cut at them.
 
-    Returns (N, 2) positions (the M nodes first, then the points along each edge) and the (N, N)
-    sparse graph whose edges join consecutive control points along each road.
+    Points go on every edge, or with `curved_eps` >= 0 only on edges that `_is_straight` calls
+    curved. Returns (N, 2) positions (the M nodes first, then the points along each edge, edge by
+    edge) and the (N, N) sparse graph whose edges join consecutive control points along each road.
     """
     n_nodes = len(roads.positions)
     segments = roads.segment_lengths()
-    along = [_distances_along_edge(seg.sum(), delta) for seg in segments]
+    declared = roads.edge_lengths()
+    along = [np.empty(0) if _is_straight(line, length, curved_eps)
+             else np.minimum(_distances_along_edge(length, delta, seg.sum()), seg.sum())
+             for line, seg, length in zip(roads.polylines, segments, declared, strict=True)]
     points = [roads.positions]
-    for line, seg, distances in zip(roads.polylines, segments, along):
+    for line, seg, distances in zip(roads.polylines, segments, along, strict=True):
         arc = np.concatenate([[0.0], np.cumsum(seg)])
         points.append(np.stack([np.interp(distances, arc, line[:, 0]),
                                 np.interp(distances, arc, line[:, 1])], axis=1))
@@ -231,7 +290,7 @@ def _insert_points(points: np.ndarray, roads: _Roads, snap: float
     on_node = at_first | (index == n_segments[edge])
     end_node = np.where(at_first, roads.ends[edge, 0], roads.ends[edge, 1])
     spots = zip(np.where(on_node, -1, edge).tolist(), np.where(on_node, end_node, index).tolist(),
-                s.tolist())
+                s.tolist(), strict=True)
     # Insertion in order renames a spot's node for each later point: the last one keeps it.
     last_on_spot = {spot: i for i, spot in enumerate(spots)}
     winners = np.array(sorted(last_on_spot.values()), dtype=np.int64)
@@ -244,9 +303,9 @@ def _insert_points(points: np.ndarray, roads: _Roads, snap: float
 
 
 def _path_similarity(source: _Roads, target: _Roads, delta: float, snap: float,
-                     min_path: float) -> tuple[float, int]:
+                     min_path: float, curved_eps: float = -1.0) -> tuple[float, int]:
     """C(source -> target) and the number of control-point pairs it compared."""
-    points, source_graph = _control_points(source, delta)
+    points, source_graph = _control_points(source, delta, curved_eps)
     if len(points) < 2:
         return 1.0, 0
     source_lengths = dijkstra(source_graph, directed=False)
@@ -268,27 +327,45 @@ def _path_similarity(source: _Roads, target: _Roads, delta: float, snap: float,
 
 
 def apls(gt: nx.Graph, prop: nx.Graph, *, delta: float = 20.0, snap: float = 10.0,
-         min_path: float = 3.0, metres_per_pixel: float | None = None) -> AplsResult:
+         min_path: float = 3.0, metres_per_pixel: float | None = None,
+         pixel_size_m: tuple[float, float] | None = None, curved_eps: float = -1.0
+         ) -> AplsResult:
     """APLS between a ground-truth and a proposed road graph (the shared road-graph contract).
 
     delta: control-point spacing; snap: largest distance at which a control point is inserted into
-    the other graph; min_path: shortest path compared. Pixels, or metres if `metres_per_pixel`.
+    the other graph; min_path: shortest path compared. Pixels, or metres if `pixel_size_m`
+    (sx, sy), the per-axis ground size of a georeferenced tile, or `metres_per_pixel`, one number
+    for a raster without georeference, is given. curved_eps >= 0 puts control points only on
+    curved edges (see `_is_straight`; the authors' port uses 0.03); negative: on every edge.
     """
+    scale = (1.0, 1.0)
+    if metres_per_pixel is not None and pixel_size_m is not None:
+        raise ValueError("metres_per_pixel: give it or pixel_size_m, not both")
     if metres_per_pixel is not None:
         if metres_per_pixel <= 0:
             raise ValueError(f"metres_per_pixel must be positive, got {metres_per_pixel}")
         delta, snap, min_path = (value / metres_per_pixel for value in (delta, snap, min_path))
+    if pixel_size_m is not None:
+        if len(pixel_size_m) != 2 or not all(math.isfinite(v) and v > 0 for v in pixel_size_m):
+            raise ValueError(f"pixel_size_m: must be two positive sizes, got {pixel_size_m}")
+        scale = (float(pixel_size_m[0]), float(pixel_size_m[1]))
     if delta <= 0 or snap < 0 or min_path < 0:
         raise ValueError(f"need delta > 0, snap >= 0, min_path >= 0; "
                          f"got {delta}, {snap}, {min_path}")
-    gt_roads, prop_roads = _Roads.from_graph(gt), _Roads.from_graph(prop)
-    gt_to_prop, gt_pairs = _path_similarity(gt_roads, prop_roads, delta, snap, min_path)
-    prop_to_gt, prop_pairs = _path_similarity(prop_roads, gt_roads, delta, snap, min_path)
-    if gt_to_prop <= 0 or prop_to_gt <= 0:
-        total = 0.0
-    else:
-        total = 2 * gt_to_prop * prop_to_gt / (gt_to_prop + prop_to_gt)
-    return AplsResult(total, gt_to_prop, prop_to_gt, gt_pairs, prop_pairs)
+    gt_roads, prop_roads = _Roads.from_graph(gt, scale), _Roads.from_graph(prop, scale)
+    gt_to_prop, gt_pairs = _path_similarity(gt_roads, prop_roads, delta, snap, min_path,
+                                            curved_eps)
+    prop_to_gt, prop_pairs = _path_similarity(prop_roads, gt_roads, delta, snap, min_path,
+                                              curved_eps)
+    return AplsResult(harmonic_mean(gt_to_prop, prop_to_gt), gt_to_prop, prop_to_gt,
+                      gt_pairs, prop_pairs)
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    """APLS of two directions: their harmonic mean, 0 if either is 0 (or less)."""
+    if a <= 0 or b <= 0:
+        return 0.0
+    return 2 * a * b / (a + b)
 
 
 def _positive(text: str) -> float:
@@ -305,29 +382,100 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def read_graph(path: str) -> nx.Graph:
-    """Road graph of a GeoJSON file of LineStrings in pixel coordinates."""
-    return lines_to_graph([line.coords for line in read_road_lines(path)])
-
-
 def main(argv: list[str] | None = None) -> None:
+    # The presets and the SpaceNet pipeline build on this module, hence the late import.
+    from evaluation import apls_spacenet as spacenet
+    from evaluation.apls_tile import PRESETS, AplsSettings, score_graphs, score_reference_graphs
+    from evaluation.topo import TopoSettings
+
     parser = argparse.ArgumentParser(
         prog="python -m evaluation.apls",
-        description="APLS between two GeoJSON files of road LineStrings in pixel coordinates; "
-                    "prints one JSON object.")
+        description="APLS and TOPO of a proposed road network against the ground truth; the last "
+                    "line printed is one JSON object. Modes ours and authors: GeoJSON in pixel "
+                    "coordinates. Mode spacenet (the SpaceNet 3 reference pipeline): lon/lat "
+                    "GeoJSON, or --pred submission.csv (ImageId,WKT_Pix) with --image TILE.tif.")
+    parser.add_argument("--mode", choices=list(PRESETS), default="ours", help="preset")
     parser.add_argument("--gt", required=True, help="ground-truth GeoJSON")
-    parser.add_argument("--pred", required=True, help="proposed GeoJSON")
-    parser.add_argument("--delta", type=_positive, default=20.0, help="control-point spacing")
-    parser.add_argument("--snap", type=_non_negative, default=10.0, help="snapping distance")
-    parser.add_argument("--min-path", type=_non_negative, default=3.0,
+    parser.add_argument("--pred", required=True, help="proposed GeoJSON, or a submission CSV")
+    parser.add_argument("--image", default=None,
+                        help="GeoTIFF of the tile (or a folder holding it) for a submission CSV")
+    parser.add_argument("--delta", type=_positive, default=None,
+                        help="control-point spacing (default: the preset's)")
+    parser.add_argument("--snap", type=_non_negative, default=None, help="snapping distance")
+    parser.add_argument("--min-path", type=_non_negative, default=None,
                         help="shortest path compared")
+    parser.add_argument("--curved-eps", type=float, default=None,
+                        help="control points only on edges at least this curved (< 0: all)")
     parser.add_argument("--metres-per-pixel", type=_positive, default=None,
-                        help="read delta, snap and min-path in metres (SpaceNet: 0.3)")
+                        help="ours/authors: read the distances in metres (rasters without "
+                             "georeference)")
+    parser.add_argument("--hole-size", type=_positive, default=TopoSettings.hole_size,
+                        help="TOPO hole size")
+    parser.add_argument("--topo-interval", type=_positive, default=TopoSettings.interval,
+                        help="TOPO spacing of holes and marbles")
+    parser.add_argument("--topo-radius", type=_positive, default=TopoSettings.subgraph_radius,
+                        help="TOPO subgraph radius")
     args = parser.parse_args(argv)
-    result = apls(read_graph(args.gt), read_graph(args.pred), delta=args.delta, snap=args.snap,
-                  min_path=args.min_path, metres_per_pixel=args.metres_per_pixel)
-    print(json.dumps({"apls": result.apls, "gt_to_prop": result.gt_to_prop,
-                      "prop_to_gt": result.prop_to_gt}))
+    try:
+        settings = AplsSettings(mode=args.mode, delta=args.delta, snap=args.snap,
+                                min_path=args.min_path, curved_eps=args.curved_eps,
+                                metres_per_pixel=args.metres_per_pixel)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    topo_settings = TopoSettings(args.hole_size, args.topo_interval, args.topo_radius)
+    truth_lines = _read_lines(args.gt, spacenet)
+    if args.mode == "spacenet":
+        truth = spacenet.geojson_graph(truth_lines, spacenet.GROUND_TRUTH_FIRST_ID)
+        if args.pred.lower().endswith(".csv"):
+            if args.image is None:
+                raise UserError("--image: a submission CSV needs the tile's GeoTIFF")
+            image_id = spacenet.image_id_of(args.gt)
+            to_lonlat = spacenet.geotiff_to_lonlat(_geotiff_of(args.image, image_id))
+            proposal_lines = spacenet.read_submission(args.pred, image_id)
+            proposal = spacenet.wkt_graph(proposal_lines, to_lonlat)
+        else:
+            proposal_lines = _read_lines(args.pred, spacenet)
+            proposal = spacenet.geojson_graph(proposal_lines, spacenet.GEOJSON_PROPOSAL_FIRST_ID)
+        scores = score_reference_graphs(truth, proposal, settings, topo_settings,
+                                        has_proposal=bool(proposal_lines))
+    else:
+        scores = score_graphs(lines_to_graph(truth_lines),
+                              lines_to_graph(_read_lines(args.pred, spacenet)),
+                              settings, topo_settings)
+    skipped = math.isnan(scores["apls"])
+    output = {"apls": scores["apls"], "gt_to_prop": scores["apls_gt_to_prop"],
+              "prop_to_gt": scores["apls_prop_to_gt"], "topo_precision": scores["topo_precision"],
+              "topo_recall": scores["topo_recall"], "topo_f1": scores["topo_f1"],
+              "mode": args.mode, **settings.resolved(), "topo": asdict(topo_settings),
+              "skipped": skipped}
+    if skipped:
+        print("note: tile skipped (no ground-truth roads or no proposal lines), as the reference "
+              "does; its scores are null", file=sys.stderr)
+    print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v
+                      for k, v in output.items()}))
+
+
+def _read_lines(path: str, spacenet) -> list[np.ndarray]:
+    """LineString parts of a GeoJSON file; a note on stderr counts the features skipped."""
+    lines, skipped = spacenet.read_lonlat_lines(path)
+    if skipped:
+        print(f"note: {path}: skipped {skipped} feature(s) that are not LineStrings "
+              f"(Polygon, Point, ...)", file=sys.stderr)
+    return lines
+
+
+def _geotiff_of(image: str, image_id: str) -> Path:
+    """The GeoTIFF given, or the one in the folder given whose name ends with the ImageId."""
+    path = Path(image)
+    if path.is_dir():
+        matches = sorted(p for p in path.iterdir()
+                         if p.suffix.lower() in (".tif", ".tiff") and p.stem.endswith(image_id))
+        if not matches:
+            raise DataError(f"{path}: ImageId {image_id} has no GeoTIFF here")
+        return matches[0]
+    if not path.is_file():
+        raise DataError(f"{path}: ImageId {image_id} has no GeoTIFF (file not found)")
+    return path
 
 
 if __name__ == "__main__":

@@ -207,8 +207,9 @@ def test_cli_prints_one_json_object(tmp_path):
     done = run_command("--gt", str(tmp_path / "gt.geojson"),
                        "--pred", str(tmp_path / "pred.geojson"))
     assert done.returncode == 0, done.stderr
-    scores = json.loads(done.stdout)
-    assert set(scores) == {"apls", "gt_to_prop", "prop_to_gt"}
+    scores = json.loads(done.stdout.splitlines()[-1])
+    assert {"apls", "gt_to_prop", "prop_to_gt", "topo_f1", "mode"} <= set(scores)
+    assert scores["mode"] == "ours" and (scores["delta"], scores["snap"]) == (20, 10)
     assert scores["apls"] == pytest.approx(8 / 15)
 
 
@@ -220,3 +221,69 @@ def test_cli_reports_a_bad_file_in_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "bad.geojson" in done.stderr
+
+
+def test_pixel_size_is_read_per_axis():
+    # A road moved 8 px down: 2.4 m with 0.3 m rows (within snap 3 m, every path kept), 4 m with
+    # 0.5 m rows (beyond snap, nothing kept), whatever the columns measure.
+    gt, prop = straight((0, 100), (200, 100)), straight((0, 108), (200, 108))
+    kept = apls(gt, prop, delta=20, snap=3, min_path=1, pixel_size_m=(0.5, 0.3))
+    lost = apls(gt, prop, delta=20, snap=3, min_path=1, pixel_size_m=(0.3, 0.5))
+    assert kept.apls == pytest.approx(1.0)
+    assert lost.apls == 0.0
+    # Square pixels read as metres_per_pixel does.
+    same = apls(gt, prop, delta=10, snap=5, min_path=1.5, pixel_size_m=(0.5, 0.5))
+    legacy = apls(gt, prop, delta=10, snap=5, min_path=1.5, metres_per_pixel=0.5)
+    assert same == legacy
+    with pytest.raises(ValueError, match="pixel_size_m"):
+        apls(gt, prop, pixel_size_m=(0.3, 0))
+
+
+def test_curved_only_control_points():
+    # With curved_eps 0.03 a straight 100 px road keeps only its ends (1 pair); a bent one,
+    # 116.6 px long on a 104.4 px bounding-box diagonal (10 % longer), gets ceil(116.6 / 20) - 1
+    # = 5 inner points: 7 points, 21 pairs.
+    road = straight((0, 0), (100, 0))
+    assert apls(road, road, curved_eps=0.03).gt_pairs == 1
+    bent = nx.Graph()
+    add_road(bent, 0, 1, [(0, 0), (50, 30), (100, 0)])
+    assert apls(bent, bent, curved_eps=0.03).gt_pairs == 21
+
+
+def test_presets_name_their_distances():
+    from evaluation.apls_tile import AplsSettings
+    assert AplsSettings().resolved() == {"delta": 20.0, "snap": 10.0, "min_path": 3.0,
+                                         "curved_eps": -1.0, "units": "pixels"}
+    assert AplsSettings(mode="spacenet").resolved() == {
+        "delta": 50.0, "snap": 4.0, "min_path": 0.001, "curved_eps": -1.0, "units": "metres"}
+    authors = AplsSettings(mode="authors", snap=8).resolved()
+    assert (authors["curved_eps"], authors["snap"], authors["delta"]) == (0.03, 8.0, 20.0)
+    assert AplsSettings(metres_per_pixel=0.5).resolved()["units"] == "metres"
+    for kwargs, name in (({"mode": "osm"}, "mode"), ({"delta": 0}, "delta"),
+                         ({"snap": -1}, "snap"), ({"mode": "spacenet", "units": "pixels"},
+                                                  "units")):
+        with pytest.raises(ValueError, match=f"^{name}"):
+            AplsSettings(**kwargs)
+
+
+def test_score_tile_ours_is_todays_apls():
+    from evaluation.apls_tile import AplsSettings, score_tile
+    from roads.graph import lines_to_graph
+    truth = [np.array([[100, 100], [140, 100], [140, 140]], float),
+             np.array([[140, 140], [100, 140], [100, 100]], float)]
+    proposal = [np.array([[101, 102], [139, 101], [141, 139]], float)]
+    scores = score_tile(truth, proposal, AplsSettings(), None)
+    expected = apls(lines_to_graph(truth), lines_to_graph(proposal))
+    assert (scores["apls"], scores["apls_gt_to_prop"], scores["apls_prop_to_gt"]) == \
+        (expected.apls, expected.gt_to_prop, expected.prop_to_gt)
+    assert "topo_f1" not in scores
+    authors = score_tile(truth, proposal, AplsSettings(mode="authors"))
+    assert authors["apls"] == apls(lines_to_graph(truth), lines_to_graph(proposal),
+                                   curved_eps=0.03).apls
+    assert 0 <= authors["topo_f1"] <= 1
+    metric = score_tile(truth, proposal, AplsSettings(units="metres"), None,
+                        pixel_size_m=(0.3, 0.25))
+    assert metric["apls"] == apls(lines_to_graph(truth), lines_to_graph(proposal),
+                                  pixel_size_m=(0.3, 0.25)).apls
+    with pytest.raises(ValueError, match="^units"):
+        score_tile(truth, proposal, AplsSettings(units="metres"))
