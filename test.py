@@ -73,7 +73,11 @@ def main(args: list[str] | None = None) -> None:
                          "threshold": settings.threshold,
                          **{key: getattr(predictor_settings, key)
                             for key in ("tta", "window", "margin")},
-                         "rho": settings.metrics.rho, "apls_settings": settings.metrics.apls,
+                         "rho": settings.metrics.rho,
+                         "apls_settings": {"mode": settings.metrics.apls.mode,
+                                           **settings.metrics.apls.resolved()},
+                         "topo_settings": (as_dict(settings.metrics.topo)
+                                           if settings.metrics.topo else None),
                          "graph": as_dict(settings.graph)}
             source = {"images": options.images} if options.images else {"split": options.split}
             write_tables(out, {**summary, **described, **source}, rows)

@@ -6,52 +6,56 @@ the truth when there is one (pixel and relaxed metrics, connectivity mIoU, losse
 write the outputs through one writer. The split's metrics are reduced over all processes, so
 validation under DDP and a single-process `test.py` report the same numbers.
 """
-import inspect
+import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
 import numpy as np
 import torch
 
-from evaluation.apls import apls
+from evaluation.apls_tile import AplsSettings, score_tile
 from evaluation.metrics import RoadMetrics
-from evaluation.postprocess import Prediction, predicted_graph, truth_graph
+from evaluation.postprocess import Prediction, predicted_graph, truth_lines
 from evaluation.predictor import (
     PredictorSettings,
     SlidingWindowPredictor,
     TensorSource,
     WindowLogits,
 )
+from evaluation.topo import TopoSettings
 from evaluation.writer import PredictionWriter
 from model.loss import balanced_class_weights, soft_iou_from_sums, soft_iou_sums, weighted_nll_sums
 from roads.classes import CONNECTIVITY_CLASSES, SEGMENTATION_CLASSES
 from roads.extraction import GraphSettings
-from roads.geo import read_geotransform
+from roads.geo import GeoTransform, read_geotransform
+from roads.graph import graph_to_lines
 from utils.config import ConfigParser
 from utils.distributed import all_reduce_sum, gather_objects
 from utils.settings import check
 
 LOSS_NAMES = ("seg", "conn", "loss")
 """Losses of the final outputs on whole tiles (`loss` = seg + conn, unweighted)."""
-APLS_NAMES = ("apls",)
+APLS_NAMES = ("apls", "apls_gt_to_prop", "apls_prop_to_gt")
+TOPO_NAMES = ("topo_precision", "topo_recall", "topo_f1")
 
 
 @dataclass(frozen=True)
 class MetricSettings:
-    """The `metrics` section: the relaxed metrics' buffer `rho` in pixels, and the keyword
-    arguments of `evaluation.apls.apls` (delta, snap, min_path, metres_per_pixel)."""
+    """The `metrics` section: the relaxed metrics' buffer `rho` in pixels, the APLS preset and
+    distances (`evaluation.apls_tile.AplsSettings`) and the TOPO parameters (null: no TOPO)."""
 
     rho: int = 3
-    apls: dict[str, Any] = field(default_factory=dict)
+    apls: AplsSettings = AplsSettings()
+    topo: TopoSettings | None = TopoSettings()
 
     def __post_init__(self) -> None:
         check(self.rho >= 0, "rho", f"must be a non-negative number of pixels, got {self.rho}")
-        known = [name for name, parameter in inspect.signature(apls).parameters.items()
-                 if parameter.kind is parameter.KEYWORD_ONLY]
-        for name in self.apls:
-            check(name in known, "apls", f"unknown key '{name}'; known: {', '.join(known)}")
+
+    def graph_names(self) -> tuple[str, ...]:
+        """The per-tile graph scores: APLS both ways, and TOPO when it is on."""
+        return APLS_NAMES + (TOPO_NAMES if self.topo is not None else ())
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,9 @@ class Evaluator:
         self.metrics = RoadMetrics(rho=settings.metrics.rho)
         self.losses = torch.zeros(3, dtype=torch.float64)  # seg, conn, tiles with truth
         self.tiles_seen = torch.zeros(1, dtype=torch.float64)
-        self.apls = torch.zeros(2, dtype=torch.float64)  # sum, tiles
+        # Per graph score: sum and number of tiles scored (the spacenet preset skips some).
+        self.graph_scores = torch.zeros(len(settings.metrics.graph_names()), 2,
+                                        dtype=torch.float64)
         self.rows: list[dict] = []
         self.truth_sources: set[str] = set()
 
@@ -103,7 +109,7 @@ class Evaluator:
     def metric_names(settings: EvaluationSettings) -> set[str]:
         """The numeric keys of `result()` for a split with truth."""
         names = set(RoadMetrics(rho=0).result()) | set(LOSS_NAMES)
-        return names | set(APLS_NAMES) if settings.graphs else names
+        return names | set(settings.metrics.graph_names()) if settings.graphs else names
 
     def tiles(self, items: Iterable[dict]) -> Iterator[TileResult]:
         """Predict, post-process, score and write each item; yield what was made of it."""
@@ -136,16 +142,27 @@ class Evaluator:
             self.losses += torch.tensor([seg_loss, conn_loss, 1.0], dtype=torch.float64)
             scores.update(seg=seg_loss, conn=conn_loss, loss=seg_loss + conn_loss)
             if self.settings.graphs:
-                truth, source_name = truth_graph(true_mask, item["geojson_path"], transform,
-                                                 self.settings.graph)
-                self.truth_sources.add(source_name)
-                scores["apls"] = apls(truth, graph, **self.settings.metrics.apls).apls
-                self.apls += torch.tensor([scores["apls"], 1.0], dtype=torch.float64)
+                scores.update(self._graph_scores(item, true_mask, transform, graph))
             self.rows.append({"stem": item["stem"], **{k: round(v, 6) for k, v in scores.items()}})
         if self.writer is not None:
             self.writer.write(item["stem"], _numpy(item["raw_image"]), prediction, graph,
                               transform, true_mask)
         return TileResult(item, prediction, graph, scores)
+
+    def _graph_scores(self, item: dict, true_mask: np.ndarray, transform: GeoTransform | None,
+                      graph: nx.Graph) -> dict[str, float]:
+        """APLS and TOPO of the predicted graph against the tile's true roads."""
+        lines, source = truth_lines(true_mask, item["geojson_path"], transform,
+                                    self.settings.graph)
+        self.truth_sources.add(source)
+        metrics = self.settings.metrics
+        scores = score_tile(lines, graph_to_lines(graph), metrics.apls, metrics.topo,
+                            to_lonlat=transform.to_lonlat if transform is not None else None,
+                            pixel_size_m=item.get("pixel_size_m"))
+        for index, name in enumerate(metrics.graph_names()):
+            if not math.isnan(scores[name]):
+                self.graph_scores[index] += torch.tensor([scores[name], 1.0], dtype=torch.float64)
+        return scores
 
     def result(self) -> dict[str, Any]:
         """The split's metrics, summed over every process: RoadMetrics' scores, the mean losses,
@@ -153,7 +170,7 @@ class Evaluator:
         for tiles without truth). Collective under DDP: every process must call it."""
         self.metrics.load_state_tensor(all_reduce_sum(self.metrics.state_tensor()))
         losses = all_reduce_sum(self.losses.clone())
-        apls_sums = all_reduce_sum(self.apls.clone())
+        graph_sums = all_reduce_sum(self.graph_scores.clone())
         tiles_seen = int(all_reduce_sum(self.tiles_seen.clone()).item())
         self.rows = sorted((row for rows in gather_objects(self.rows) for row in rows),
                            key=lambda row: row["stem"])
@@ -166,7 +183,10 @@ class Evaluator:
         seg, conn = (losses[:2] / tiles).tolist()
         summary.update(seg=seg, conn=conn, loss=seg + conn)
         if self.settings.graphs:
-            summary["apls"] = apls_sums[0].item() / apls_sums[1].item()
+            for name, (total, count) in zip(self.settings.metrics.graph_names(),
+                                            graph_sums.tolist()):
+                summary[name] = total / count if count else math.nan
+            summary["apls_tiles"] = int(graph_sums[0, 1].item())
             summary["apls_ground_truth"] = "+".join(sorted(sources))
         summary["n_tiles"] = tiles_seen
         return summary

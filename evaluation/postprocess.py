@@ -9,7 +9,7 @@ import torch
 
 from roads.extraction import GraphSettings, extract_graph
 from roads.geo import GeoTransform, read_road_lines
-from roads.graph import lines_to_graph
+from roads.graph import graph_to_lines
 from utils.errors import ConfigError
 
 
@@ -54,11 +54,13 @@ def predicted_graph(prediction: Prediction, settings: GraphSettings,
                          connectivity=prediction.connectivity, pixel_size_m=pixel_size_m)
 
 
-def truth_graph(true_mask: np.ndarray, geojson_path: str | Path | None,
-                transform: GeoTransform | None, settings: GraphSettings) -> tuple[nx.Graph, str]:
-    """The true road graph and its source: the tile's GeoJSON projected into its pixels when it
-    has both, else the skeleton graph of its true mask, cleaned like the predicted ones."""
+def truth_lines(true_mask: np.ndarray, geojson_path: str | Path | None,
+                transform: GeoTransform | None, settings: GraphSettings
+                ) -> tuple[list[np.ndarray], str]:
+    """The true roads as (N, 2) pixel polylines, and their source: the tile's GeoJSON projected
+    into its pixels when it has both, else the edges of the skeleton graph of its true mask,
+    cleaned like the predicted ones."""
     if geojson_path and transform is not None:
-        lines = [transform.to_pixel(line.coords) for line in read_road_lines(geojson_path)]
-        return lines_to_graph(lines), "geojson"
-    return extract_graph(true_mask, replace(settings, method="skeleton")), "mask"
+        return [transform.to_pixel(line.coords) for line in read_road_lines(geojson_path)], "geojson"
+    graph = extract_graph(true_mask, replace(settings, method="skeleton"))
+    return graph_to_lines(graph), "mask"

@@ -5,8 +5,11 @@ published pipeline does, so a reported number says which pipeline made it ("APLS
 - `authors`: the mask-to-graph step of the authors' `utils/masks_to_csv.py`: pixels with road
   probability > 0.9; holes and objects under 300 px removed; the mask padded by 15 px of edge
   replication before skeletonising, and cropped back; terminal edges under 20 px pruned until
-  stable; polylines simplified with a 2 px tolerance; no junction merging. Their IoU is a mean
-  over images: our `mean_image_iou`.
+  stable; polylines simplified with a 2 px tolerance; no junction merging; and their APLS port
+  (`metrics.apls.mode` "authors": control points every 20 px only on curved edges). Their IoU
+  is a mean over images: our `mean_image_iou`.
+- `spacenet`: the SpaceNet 3 reference scorer's whole APLS pipeline (`metrics.apls.mode`
+  "spacenet", see `evaluation/apls_tile.py`) on our predicted graphs.
 """
 from typing import Any
 
@@ -16,5 +19,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "predictor": {"threshold": 0.9},
         "graph": {"min_object_area": 300, "hole_area": 300, "border_pad": 15,
                   "spur_length": 20.0, "simplify_epsilon": 2.0, "junction_merge_factor": 0.0},
+        "metrics": {"apls": {"mode": "authors", "delta": None, "snap": None, "min_path": None}},
+    },
+    "spacenet": {
+        "metrics": {"apls": {"mode": "spacenet", "delta": None, "snap": None, "min_path": None}},
     },
 }
