@@ -11,8 +11,15 @@ import torch
 from torch.utils.data import Dataset
 
 from data_loader.label_cache import LabelCache
-from roads.labels import LabelParams, quarter_mask
-from data_loader.tiles import IMAGE_SUFFIXES, Tile, check_tile, list_tiles, read_image, read_mask
+from data_loader.tiles import (
+    IMAGE_SUFFIXES,
+    RasterOptions,
+    Tile,
+    check_tile,
+    list_tiles,
+    read_mask,
+    read_raster,
+)
 from data_loader.transforms import (
     SPACENET_MEAN,
     SPACENET_STD,
@@ -20,9 +27,23 @@ from data_loader.transforms import (
     LabelledImage,
     normalize,
 )
+from roads.classes import IGNORE_INDEX
+from roads.labels import LabelParams, quarter_mask
 from utils.errors import ConfigError, DataError
 
 LABEL_CACHE_DIR = Path(".cache") / "connectivity"
+
+
+def raster_options(bands: list[int] | None, nodata_color: list[float] | None) -> RasterOptions:
+    """RasterOptions from the config's `data_loader.args.bands` and `nodata_color`."""
+    for key, value in (("bands", bands), ("nodata_color", nodata_color)):
+        if value is not None and not isinstance(value, (list, tuple)):
+            raise ConfigError(f"data_loader.args.{key}: expected a list or null, got {value!r}")
+    try:
+        return RasterOptions(None if bands is None else tuple(bands),
+                             None if nodata_color is None else tuple(nodata_color))
+    except ValueError as error:
+        raise ConfigError(f"data_loader.args.{error}") from None
 
 
 def label_params(labels: dict | None) -> LabelParams:
@@ -43,11 +64,17 @@ class RoadDataset(Dataset):
 
     Each item is a dict:
         image         (3, h, w) float32, normalised with mean/std
-        mask          (h, w) int64, 1 = road
-        mask_quarter  (ceil(h/4), ceil(w/4)) int64, 4x4 area average >= 0.5
+        mask          (h, w) int64, 1 = road, 0 = background, 255 = invalid pixel (ignored)
+        mask_quarter  (ceil(h/4), ceil(w/4)) int64, 4x4 area average >= 0.5, 255 where the
+                      4x4 average of validity is < 0.5
         conn          (h, w) int64, connectivity classes 0..4 or 255 (ignore)
         conn_quarter  (ceil(h/4), ceil(w/4)) int64
         stem          str, the tile's file stem
+
+    Images are read by `data_loader.tiles` with `bands` (1-based band numbers of R, G, B) and
+    `nodata_color` (the dataset's no-data color: [0, 0, 0] for raw SpaceNet, [255, 255, 255] for
+    Massachusetts Roads); a pixel is invalid where the image says so (alpha, mask, nodata value,
+    nodata_color) or where `valid/<stem>.png` is 0.
 
     Connectivity labels are derived from the whole tile's mask (a crop border would invent dead
     ends) and cached on disk under `label_cache_dir`, by default `<data_dir>/.cache/connectivity`
@@ -58,8 +85,10 @@ class RoadDataset(Dataset):
                  crop_size: int = 256, crops_per_tile: int = 1, augment_p: float = 0.5,
                  mean: tuple[float, ...] = SPACENET_MEAN, std: tuple[float, ...] = SPACENET_STD,
                  labels: dict | None = None, seed: int = 0,
-                 label_cache_dir: str | Path | None = None) -> None:
+                 label_cache_dir: str | Path | None = None, bands: list[int] | None = None,
+                 nodata_color: list[float] | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.raster_options = raster_options(bands, nodata_color)
         self.split = split
         self.training = training
         self.crops_per_tile = crops_per_tile if training else 1
@@ -70,7 +99,7 @@ class RoadDataset(Dataset):
         self.augmentation = Augmentation(crop_size, augment_p) if training else None
         self.tiles = list_tiles(self.data_dir / split, require_masks=True)
         for tile in self.tiles:
-            height, width = check_tile(tile)
+            height, width = check_tile(tile, self.raster_options)
             if training and min(height, width) < crop_size:
                 raise ConfigError(f"data_loader.args.crop_size: {crop_size} is larger than "
                                   f"{tile.image_path} ({height}x{width})")
@@ -90,11 +119,20 @@ class RoadDataset(Dataset):
         return self.tiles[index // self.crops_per_tile]
 
     def labelled_tile(self, tile: Tile) -> LabelledImage:
-        """The whole tile with its targets at full and 1/4 resolution."""
-        image = read_image(tile.image_path)
-        mask = read_mask(tile.mask_path, image.shape[:2])
-        conn, conn_quarter = self.label_cache.labels(tile.mask_path, mask)
-        return LabelledImage(image, mask, quarter_mask(mask), conn, conn_quarter)
+        """The whole tile with its targets at full and 1/4 resolution, IGNORE_INDEX at invalid
+        pixels of the masks."""
+        raster = read_raster(tile.image_path, self.raster_options)
+        mask = read_mask(tile.mask_path, raster.image.shape[:2])
+        valid = raster.valid
+        if tile.valid_path is not None:
+            valid = valid & read_mask(tile.valid_path, mask.shape)
+        conn, conn_quarter = self.label_cache.labels(tile.mask_path, mask, valid)
+        mask_quarter = quarter_mask(mask).astype(np.uint8)
+        mask = mask.astype(np.uint8)
+        if not valid.all():
+            mask[~valid] = IGNORE_INDEX
+            mask_quarter[~quarter_mask(valid)] = IGNORE_INDEX
+        return LabelledImage(raster.image, mask, mask_quarter, conn, conn_quarter)
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
@@ -127,14 +165,16 @@ class SpaceNetDataset(RoadDataset):
 
 
 class ImageFolderDataset(Dataset):
-    """The images of a folder, for prediction without ground truth.
+    """The images of a folder, for prediction without ground truth, read like training images
+    (`bands`, `nodata_color`; raw uint16 imagery stretched as by the preparation).
 
     Each item: `image` (3, H, W) float32 normalised, `raw_image` (H, W, 3) uint8 RGB for overlays,
-    `stem` str and `image_path` str.
+    `valid` (H, W) bool, `stem` str and `image_path` str.
     """
 
     def __init__(self, images_dir: str | Path, mean: tuple[float, ...] = SPACENET_MEAN,
-                 std: tuple[float, ...] = SPACENET_STD) -> None:
+                 std: tuple[float, ...] = SPACENET_STD, bands: list[int] | None = None,
+                 nodata_color: list[float] | None = None) -> None:
         images_dir = Path(images_dir)
         if not images_dir.is_dir():
             raise DataError(f"{images_dir}: image folder not found")
@@ -143,16 +183,18 @@ class ImageFolderDataset(Dataset):
         if not self.paths:
             raise DataError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
         self.mean, self.std = _channel_stats(mean, "mean"), _channel_stats(std, "std")
+        self.raster_options = raster_options(bands, nodata_color)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
-        image = read_image(path)
+        raster = read_raster(path, self.raster_options)
         return {
-            "image": torch.from_numpy(normalize(image, self.mean, self.std)),
-            "raw_image": torch.from_numpy(image),
+            "image": torch.from_numpy(normalize(raster.image, self.mean, self.std)),
+            "raw_image": torch.from_numpy(raster.image),
+            "valid": torch.from_numpy(raster.valid),
             "stem": path.stem,
             "image_path": str(path),
         }
