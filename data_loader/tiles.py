@@ -58,8 +58,8 @@ _odd_mask_warned = False
 
 
 class BandError(DataError):
-    """A raster whose bands do not give RGB: a count without `bands`, a band that does not exist,
-    a no-data color of another length."""
+    """A raster whose bands do not give RGB: a count without `bands`, or a band that does not
+    exist."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,9 @@ class RasterOptions:
 
     bands: 1-based band numbers, three (R, G, B) or one (replicated); None: the raster's color
         bands, which must be 3 or 1.
-    nodata_color: one value per selected band (3, or 1 for one band), in the raster's own pixel
-        values before any stretch: pixels equal to it in every selected band are invalid.
+    nodata_color: three values (R, G, B as read, a single band read three times) or one for all
+        three, in the raster's own pixel values before any stretch: pixels equal to it in all
+        three are invalid.
     max_pixels: largest H * W read at once.
     """
 
@@ -195,9 +196,6 @@ def _select_bands(path: Path, dataset, options: RasterOptions) -> tuple[int, ...
         if len(selected) not in (1, 3):
             raise BandError(f"{path}: expected 3 bands (RGB), found {len(selected)}; choose three "
                             "with `bands` (1-based, e.g. [5, 3, 2])")
-    if options.nodata_color is not None and len(options.nodata_color) != len(selected):
-        raise BandError(f"{path}: nodata_color {list(options.nodata_color)} has "
-                        f"{len(options.nodata_color)} values for {len(selected)} selected bands")
     return selected * 3 if len(selected) == 1 else selected
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import tifffile
+import rasterio
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
@@ -35,7 +35,11 @@ def write_tile(split_dir: Path, stem: str, mask: np.ndarray, suffix: str) -> Non
         (split_dir / folder).mkdir(parents=True, exist_ok=True)
     image = np.dstack([mask.astype(np.uint8) * 255] * 3)
     if suffix == ".tif":
-        tifffile.imwrite(split_dir / "images" / f"{stem}.tif", image, photometric="rgb")
+        with rasterio.open(split_dir / "images" / f"{stem}.tif", "w", driver="GTiff",
+                           height=image.shape[0], width=image.shape[1], count=3, dtype="uint8",
+                           crs="EPSG:4326", transform=rasterio.Affine(1e-5, 0, -115.3, 0, -1e-5,
+                                                                      36.2)) as dataset:
+            dataset.write(image.transpose(2, 0, 1))
     else:
         cv2.imwrite(str(split_dir / "images" / f"{stem}{suffix}"), image)
     cv2.imwrite(str(split_dir / "masks" / f"{stem}.png"), mask.astype(np.uint8) * 255)
@@ -193,6 +197,12 @@ def test_config_errors_name_the_key(data_dir, tmp_path):
         SpaceNetDataLoader(**loader_args(data_dir, crop_size=48))
     with pytest.raises(ConfigError, match=r"data_loader\.args\.std"):
         SpaceNetDataLoader(**loader_args(data_dir, std=[0.1, 0.0, 0.1]))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.bands: expected 3"):
+        SpaceNetDataLoader(**loader_args(data_dir, bands=[0, 1, 2]))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.nodata_color: expected a list"):
+        SpaceNetDataLoader(**loader_args(data_dir, nodata_color=255))
+    with pytest.raises(DataError, match=r"t0\.tif: bands \[4, 2, 1\] selects band 4"):
+        SpaceNetDataLoader(**loader_args(data_dir, bands=[4, 2, 1]))
 
 
 def test_bad_tile_fails_at_construction(tmp_path):
@@ -212,3 +222,62 @@ def test_image_folder_dataset(data_dir):
     assert item["raw_image"][64, 64, 0] == 255 and item["image"][0, 64, 64] == 2.0
     with pytest.raises(DataError, match="no images"):
         ImageFolderDataset(data_dir / "val" / "geojson")
+
+
+def nodata_tile(root: Path) -> Path:
+    """A 128 px PNG tile whose right 40 columns are white no-data (Massachusetts Roads style)
+    with the mask's roads drawn on through them, and a validity file masking the top 8 rows."""
+    write_tile(root / "train", "m0", cross_mask(128, 128), ".png")
+    image = cv2.imread(str(root / "train/images/m0.png"))
+    image[image == 255] = 200  # road grey: only the no-data is white
+    image[:, 88:] = 255
+    cv2.imwrite(str(root / "train/images/m0.png"), image)
+    valid = np.full((128, 128), 255, np.uint8)
+    valid[:8] = 0
+    (root / "train" / "valid").mkdir()
+    cv2.imwrite(str(root / "train/valid/m0.png"), valid)
+    return root
+
+
+def test_nodata_pixels_are_ignored_in_every_target(tmp_path):
+    root = nodata_tile(tmp_path)
+    dataset = RoadDataset(root, "train", training=False, nodata_color=[255, 255, 255],
+                          mean=MEAN, std=STD)
+    item = dataset[0]
+    invalid = np.zeros((128, 128), bool)
+    invalid[:, 88:] = invalid[:8] = True
+    for key in ("mask", "conn"):
+        np.testing.assert_array_equal(item[key].numpy() == 255, invalid, err_msg=key)
+    mask = item["mask"].numpy()
+    np.testing.assert_array_equal(mask[~invalid], cross_mask(128, 128)[~invalid])
+    np.testing.assert_array_equal(item["mask_quarter"].numpy() == 255,
+                                  quarter_mask(invalid))
+    np.testing.assert_array_equal(item["conn_quarter"].numpy() == 255, quarter_mask(invalid))
+    # The road to the top border ends in the invalid rows and the cross road runs into the
+    # no-data: a 4-way junction remains, and no dead end is invented.
+    conn = item["conn"].numpy()
+    assert (conn[55:73, 55:73] == 4).any() and (conn[100:120, 55:73] == 1).any()
+    assert not (conn[:, 72:88] == 1).any()  # the cut at the no-data edge (x = 88)
+    # Training crops carry the 255s too.
+    crops = RoadDataset(root, "train", crop_size=CROP, nodata_color=[255, 255, 255], seed=1)
+    assert set(np.unique(crops[0]["mask"].numpy())) <= {0, 1, 255}
+    # Without the no-data color only the validity file masks pixels.
+    plain = RoadDataset(root, "train", training=False, mean=MEAN, std=STD)[0]
+    top_rows = np.zeros((128, 128), bool)
+    top_rows[:8] = True
+    np.testing.assert_array_equal(plain["mask"].numpy() == 255, top_rows)
+
+
+def test_image_folder_dataset_reads_raw_uint16_with_its_validity(tmp_path):
+    raw = np.random.default_rng(0).integers(1, 2048, (3, 64, 64), dtype=np.uint16)
+    raw[:, :, :10] = 0
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    with rasterio.open(folder / "scene.tif", "w", driver="GTiff", height=64, width=64, count=3,
+                       dtype="uint16", crs="EPSG:32611", compress="lzw",
+                       transform=rasterio.Affine(0.3, 0, 652_000, 0, -0.3, 4_000_000)) as out:
+        out.write(raw)
+    item = ImageFolderDataset(folder, mean=MEAN, std=STD, nodata_color=[0, 0, 0])[0]
+    assert item["raw_image"].dtype == torch.uint8
+    assert item["valid"].dtype == torch.bool and item["valid"].sum() == 64 * 54
+    assert item["raw_image"][:, 10:].float().mean() > 60 and (item["raw_image"][:, :10] == 0).all()

@@ -157,17 +157,26 @@ def test_eight_band_multispectral_needs_a_band_selection(tmp_path):
         check_tile(Tile("m", path, None, None), RasterOptions(bands=(9, 3, 2)))
 
 
-def test_nodata_color_marks_invalid_pixels_and_needs_one_value_per_band(tmp_path):
+def test_nodata_color_marks_invalid_pixels(tmp_path):
     image = scene(seed=3).transpose(1, 2, 0).copy()
     image[:, :20] = 255  # Massachusetts Roads: white outside the scene
+    image[30, 40] = (255, 255, 0)  # white in two bands only: valid
     path = tmp_path / "mass.png"
     assert cv2.imwrite(str(path), image[..., ::-1])
-    raster = read_raster(path, RasterOptions(nodata_color=(255, 255, 255)))
-    np.testing.assert_array_equal(raster.valid[:, :20], False)
-    assert raster.valid[:, 20:].mean() > 0.99
-    with pytest.raises(DataError, match=r"mass\.png: nodata_color \[0\.0\] has 1 values for 3 "
-                                        r"selected bands"):
-        check_tile(Tile("m", path, None, None), RasterOptions(nodata_color=(0.0,)))
+    expected = np.ones((64, 80), bool)
+    expected[:, :20] = False
+    for color in ((255, 255, 255), (255,)):
+        raster = read_raster(path, RasterOptions(nodata_color=color))
+        np.testing.assert_array_equal(raster.valid, expected | ~(image == 255).all(axis=2))
+        assert raster.valid[:, 20:].mean() > 0.99 and raster.valid[30, 40]
+    # A single band read three times takes a three-value color (SpaceNet's black) as well.
+    pan = write(tmp_path / "pan.tif", scene(bands=1, dtype=np.uint16))
+    with rasterio.open(pan, "r+") as dataset:
+        band = dataset.read(1)
+        band[:5] = 0
+        dataset.write(band, 1)
+    valid = read_raster(pan, RasterOptions(nodata_color=(0, 0, 0))).valid
+    assert not valid[:5].any() and valid[5:].all()
 
 
 @pytest.mark.parametrize("options, message", [

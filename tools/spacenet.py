@@ -129,17 +129,14 @@ def assign_splits(stems: list[str], split: str | None, val_fraction: float, test
     return {str(stem): name for stem, name in zip(order, names)}
 
 
-def _numbers(kind: type):
-    """argparse type: comma-separated numbers -> tuple ('none' -> None)."""
-    def parse(text: str) -> tuple | None:
-        if text.strip().lower() == "none":
-            return None
-        try:
-            return tuple(kind(value) for value in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated numbers, got '{text}'") from None
-    return parse
+def _numbers(text: str | None, kind: type, option: str) -> tuple | None:
+    """Comma-separated numbers of a command-line option -> tuple (None or 'none' -> None)."""
+    if text is None or text.strip().lower() == "none":
+        return None
+    try:
+        return tuple(kind(value) for value in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated numbers, got '{text}'") from None
 
 
 def parse_args() -> argparse.Namespace:
@@ -152,16 +149,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random split")
     parser.add_argument("--image-folder", default=IMAGE_FOLDER,
                         help=f"folder of the tiles under --src ({IMAGE_FOLDER})")
-    parser.add_argument("--bands", type=_numbers(int), default=None,
-                        help="1-based bands read as R,G,B, e.g. 5,3,2 for 8-band MUL")
-    parser.add_argument("--nodata-color", type=_numbers(float), default=SPACENET_NODATA_COLOR,
+    parser.add_argument("--bands", help="1-based bands read as R,G,B, e.g. 5,3,2 for 8-band MUL")
+    parser.add_argument("--nodata-color", default=",".join(f"{v:g}" for v in SPACENET_NODATA_COLOR),
                         help="raw band values of no-data pixels (0,0,0); 'none' for none")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (1)")
     args = parser.parse_args()
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     try:
-        args.options = RasterOptions(args.bands, args.nodata_color)
+        args.options = RasterOptions(_numbers(args.bands, int, "--bands"),
+                                     _numbers(args.nodata_color, float, "--nodata-color"))
     except ValueError as error:
         raise ConfigError(f"--{str(error).replace('_', '-')}") from None
     if args.split is not None:
