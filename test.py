@@ -15,7 +15,8 @@ from tqdm import tqdm
 import data_loader.data_loaders as module_data
 import model.network as module_arch
 from data_loader.datasets import ImageFolderDataset
-from roads.geo import read_geotransform, read_road_lines
+from roads.geo import read_road_lines
+from roads.georeference import read_georeference
 from data_loader.tiles import Tile, read_image
 from evaluation.metrics import RoadMetrics
 from trainer.trainer import autocast_dtype_for
@@ -89,7 +90,7 @@ def evaluate_split(split: str, predictor: SlidingWindowPredictor, writer: Predic
         predicted_conn = conn.argmax(0).numpy()
         true_mask = batch["mask"][0].numpy().astype(bool)
         scores = metrics.update(probability > 0.5, true_mask, predicted_conn, batch["conn"][0].numpy())
-        transform = read_geotransform(tile.image_path)
+        transform = read_georeference(tile.image_path)
         graph = mask_to_graph(probability > 0.5, **graph_args)
         truth, source = ground_truth_graph(tile, transform, true_mask, graph_args)
         graph_sources.add(source)
@@ -120,7 +121,7 @@ def predict_folder(folder: Path, predictor: SlidingWindowPredictor, writer: Pred
     for item in tqdm(ImageFolderDataset(folder, **normalisation), desc="predict", dynamic_ncols=True):
         seg, conn = predictor(item["image"])
         probability = seg.softmax(0)[1].numpy()
-        transform = read_geotransform(Path(item["image_path"]))
+        transform = read_georeference(Path(item["image_path"]))
         graph = mask_to_graph(probability > 0.5, **graph_args)
         writer.write(item["stem"], item["raw_image"].numpy(), probability, conn.argmax(0).numpy(),
                      graph, transform)

@@ -189,8 +189,8 @@ class RoadMetrics:
         pred_hits, pred_total, true_hits, true_total = relaxed_counts(
             pred_mask, true_mask, self.rho, valid)
         scores = self._scores(tp, fp, fn, pred_hits, pred_total, true_hits, true_total)
-        for key, value in zip(self._TOTALS, (tp, fp, fn, scores["iou"], 1,
-                                             pred_hits, pred_total, true_hits, true_total)):
+        counts = (tp, fp, fn, scores["iou"], 1, pred_hits, pred_total, true_hits, true_total)
+        for key, value in zip(self._TOTALS, counts, strict=False):
             self.totals[key] += value
         for name in ("precision", "recall", "f1"):
             self.totals[f"image_{name}_sum"] += scores[name]
@@ -264,6 +264,6 @@ class RoadMetrics:
             raise ValueError(f"state tensor must have shape ({expected},), "
                              f"got {tuple(state.shape)}")
         totals, confusion = state.split([len(self._TOTALS), self.conn_classes ** 2])
-        self.totals = dict(zip(self._TOTALS, totals.tolist()))
+        self.totals = dict(zip(self._TOTALS, totals.tolist(), strict=False))
         self.confusion = confusion.round().to(torch.int64).reshape(
             self.conn_classes, self.conn_classes).numpy()

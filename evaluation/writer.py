@@ -8,7 +8,8 @@ import networkx as nx
 import numpy as np
 
 from roads.classes import colorize
-from roads.geo import GeoTransform, write_road_lines
+from roads.geo import write_road_lines
+from roads.georeference import Georeference
 from roads.graph import graph_to_lines
 
 # Overlay colours (RGB): true positives green, false positives red, false negatives blue.
@@ -28,7 +29,7 @@ class PredictionWriter:
             (self.out / folder).mkdir(parents=True, exist_ok=True)
 
     def write(self, stem: str, image: np.ndarray, road_probability: np.ndarray,
-              connectivity: np.ndarray, graph: nx.Graph, transform: GeoTransform | None,
+              connectivity: np.ndarray, graph: nx.Graph, transform: Georeference | None,
               true_mask: np.ndarray | None = None) -> None:
         """Save one tile's prediction.
 

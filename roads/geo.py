@@ -156,7 +156,7 @@ def write_road_lines(path: Path, lines: list[np.ndarray],
     features = [{"type": "Feature", "properties": props,
                  "geometry": {"type": "LineString",
                               "coordinates": np.asarray(line, dtype=np.float64).tolist()}}
-                for line, props in zip(lines, properties)]
+                for line, props in zip(lines, properties, strict=False)]
     collection = {"type": "FeatureCollection",
                   "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
                   "features": features}
@@ -201,7 +201,8 @@ def render_road_mask(lines_xy: list[np.ndarray], widths: list[float], shape: tup
         points = np.asarray(line, dtype=np.float64).reshape(-1, 2)
         radius = max(float(line_width), sx, sy) / 2.0
         reach = np.array([radius / sx, radius / sy])
-        segments = zip(points[:-1], points[1:]) if len(points) > 1 else [(points[0], points[0])]
+        segments = (zip(points[:-1], points[1:], strict=True) if len(points) > 1
+                    else [(points[0], points[0])])
         for start, end in segments:
             x0, y0 = np.maximum(np.floor(np.minimum(start, end) - reach), 0).astype(int)
             x1, y1 = np.minimum(np.ceil(np.maximum(start, end) + reach),

@@ -9,9 +9,9 @@ from data_loader import label_cache
 from data_loader.label_cache import LabelCache
 from roads.classes import DEAD_END, FOUR_OR_MORE, IGNORE_INDEX, ROAD, THREE_WAY, colorize
 from roads.labels import LabelParams, connectivity_labels, node_disks, render_labels
+from tests.conftest import drawn
 from tools.labels import main
 from utils.errors import ConfigError, DataError
-from tests.conftest import drawn
 
 
 def ring(center=(100, 80), radius=50, width=24, size=(200, 200)) -> np.ndarray:
@@ -159,7 +159,7 @@ def test_cache_returns_identical_labels_and_reuses_the_disk_file(tmp_path, monke
     monkeypatch.setattr(label_cache, "node_disks",
                         lambda *args: calls.append(args) or np.zeros((0, 4)))
     second = LabelCache(LabelParams(), tmp_path / "cache").labels(mask_path, ASYMMETRIC)
-    for a, b, c in zip(expected, first, second):
+    for a, b, c in zip(expected, first, second, strict=False):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
     assert calls == []

@@ -10,10 +10,9 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from base.base_data_loader import BaseDataLoader, ShardSampler
-from roads.labels import connectivity_labels
 from data_loader.data_loaders import RoadDataLoader, SpaceNetDataLoader
 from data_loader.datasets import ImageFolderDataset, RoadDataset
-from roads.labels import quarter_mask
+from roads.labels import connectivity_labels, quarter_mask
 from utils.errors import ConfigError, DataError
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -92,7 +91,7 @@ def test_augmented_crops_keep_image_mask_and_labels_aligned(data_dir):
         # HSV jitter moves a grey 255 or 0 by at most 15 + 5: the image still shows the mask.
         assert torch.equal(grey > 127, mask)
         assert torch.all(conn[mask] > 0) and torch.all(mask[conn == 2])
-        for m, m4 in zip(batch["mask"].numpy(), batch["mask_quarter"].numpy()):
+        for m, m4 in zip(batch["mask"].numpy(), batch["mask_quarter"].numpy(), strict=False):
             np.testing.assert_array_equal(m4, quarter_mask(m))
 
 
@@ -148,7 +147,7 @@ def test_reproducible_for_a_seed_and_new_crops_each_epoch(data_dir):
     assert same(serial[0], serial[2]) and not same(serial[0], serial[1])
     assert not same(serial[0], epoch_batches(0, seed=1)[0])
     parallel = epoch_batches(2)  # persistent workers must see set_epoch too
-    assert all(same(s, p) for s, p in zip(serial, parallel))
+    assert all(same(s, p) for s, p in zip(serial, parallel, strict=False))
 
 
 def test_sampler_order_depends_on_seed_and_epoch_only():

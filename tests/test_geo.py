@@ -14,8 +14,15 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 
-from roads.geo import (RoadLine, project_lines, read_road_lines, render_road_mask,
-                       render_tile_mask, road_width_m, write_road_lines)
+from roads.geo import (
+    RoadLine,
+    project_lines,
+    read_road_lines,
+    render_road_mask,
+    render_tile_mask,
+    road_width_m,
+    write_road_lines,
+)
 from roads.georeference import Georeference, read_georeference, write_geotiff
 from utils.errors import DataError
 
@@ -307,7 +314,7 @@ def test_write_then_read_road_lines(tmp_path):
     write_road_lines(path, lines, properties)
     read = read_road_lines(path)
     assert [line.properties for line in read] == properties
-    for written, line in zip(lines, read):
+    for written, line in zip(lines, read, strict=False):
         np.testing.assert_array_equal(line.coords, written)
 
 

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.metrics import (RoadMetrics, connectivity_confusion, mean_iou, pixel_counts,
-                          relaxed_counts)
+from evaluation.metrics import (
+    RoadMetrics,
+    connectivity_confusion,
+    mean_iou,
+    pixel_counts,
+    relaxed_counts,
+)
 
 
 def mask(shape, pixels):

@@ -204,7 +204,8 @@ def real_formats(tmp_path_factory) -> Path:
     alpha[:30, :30] = alpha[-20:, -40:] = 0
 
     def label(n: int, source: Path = SAMPLES / "AOI_2_Vegas_img990.geojson") -> None:
-        shutil.copyfile(source, labels / f"SN3_roads_train_AOI_2_Vegas_geojson_roads_img{n}.geojson")
+        name = f"SN3_roads_train_AOI_2_Vegas_geojson_roads_img{n}.geojson"
+        shutil.copyfile(source, labels / name)
 
     write_raw_tiff(images / "RGB-PanSharpen_AOI_2_Vegas_img1.tif", 3, CORNERS[990], seed=1,
                    alpha=alpha, compress="lzw", photometric="rgb")

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_command_writes_the_layout_deterministically(tmp_path):
-    command = [sys.executable, "-m", "tools.toy.generate", "--out", str(tmp_path / "a"), "--seed", "3",
+    command = [sys.executable, "-m", "tools.toy.generate", "--out", str(tmp_path / "a"),
+               "--seed", "3",
                "--size", "256", "--train", "1", "--val", "1", "--test", "1"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -126,7 +126,7 @@ def assign_splits(stems: list[str], split: str | None, val_fraction: float, test
     order = np.random.default_rng(seed).permutation(sorted(stems))
     n_val, n_test = round(val_fraction * len(order)), round(test_fraction * len(order))
     names = ["val"] * n_val + ["test"] * n_test + ["train"] * (len(order) - n_val - n_test)
-    return {str(stem): name for stem, name in zip(order, names)}
+    return {str(stem): name for stem, name in zip(order, names, strict=False)}
 
 
 def _numbers(text: str | None, kind: type, option: str) -> tuple | None:

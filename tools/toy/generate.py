@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="dataset root to write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=1300, help="tile side in pixels")
-    for split, count in zip(SPLITS, (12, 2, 4)):
+    for split, count in zip(SPLITS, (12, 2, 4), strict=False):
         parser.add_argument(f"--{split}", type=int, default=count, help=f"number of {split} tiles")
     args = parser.parse_args()
     if args.size < 64:
