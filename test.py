@@ -98,7 +98,8 @@ def split_tiles(split: str, config: ConfigParser) -> BaseDataLoader:
 def image_folder(folder: Path, config: ConfigParser) -> BaseDataLoader:
     """The images of a folder without truth, normalised as the config's training data."""
     args = config["data_loader"]["args"]
-    dataset = ImageFolderDataset(folder, mean=args["mean"], std=args["std"])
+    dataset = ImageFolderDataset(folder, mean=args["mean"], std=args["std"],
+                                 bands=args.get("bands"), nodata_color=args.get("nodata_color"))
     return BaseDataLoader(dataset, batch_size=1, shuffle=False, num_workers=args["num_workers"],
                           training=False)
 

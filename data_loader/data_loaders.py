@@ -10,6 +10,9 @@ from utils.errors import ConfigError
 class RoadDataLoader(BaseDataLoader):
     """Loader of a `<data_dir>/<split>/{images,masks}` dataset (Massachusetts, DeepGlobe style).
 
+    `bands` and `nodata_color` say how images become RGB and which pixels are no-data
+    (see `RoadDataset`).
+
     Training: batches of random crops, `crops_per_tile` per tile per epoch. Evaluation
     (`training=False`): whole tiles. `split_loader("val")` gives the evaluation loader of another
     split with the same data folder, normalisation and label parameters.
@@ -20,8 +23,9 @@ class RoadDataLoader(BaseDataLoader):
                  num_workers: int = 2, augment_p: float = 0.5,
                  mean: tuple[float, ...] = SPACENET_MEAN, std: tuple[float, ...] = SPACENET_STD,
                  labels: dict | None = None, seed: int = 0, training: bool = True,
-                 label_cache_dir: str | None = None, graph: dict | None = None,
-                 metres_per_pixel: float | None = None) -> None:
+                 label_cache_dir: str | None = None, bands: list[int] | None = None,
+                 nodata_color: list[float] | None = None, metres_per_pixel: float | None = None,
+                 graph: dict | None = None) -> None:
         if not Path(data_dir).is_dir():
             raise ConfigError(f"data_loader.args.data_dir: folder '{data_dir}' does not exist")
         if batch_size < 1 or num_workers < 0:
@@ -30,8 +34,9 @@ class RoadDataLoader(BaseDataLoader):
         self.split = split
         self.dataset_args = dict(crop_size=crop_size, crops_per_tile=crops_per_tile,
                                  augment_p=augment_p, mean=mean, std=std, labels=labels,
-                                 label_cache_dir=label_cache_dir, graph=graph,
-                                 metres_per_pixel=metres_per_pixel)
+                                 label_cache_dir=label_cache_dir, bands=bands,
+                                 nodata_color=nodata_color, metres_per_pixel=metres_per_pixel,
+                                 graph=graph)
         dataset = RoadDataset(data_dir, split, training=training, seed=seed,
                                      **self.dataset_args)
         super().__init__(dataset, batch_size, shuffle, num_workers, seed, training)

@@ -12,8 +12,16 @@ import torch
 from torch.utils.data import Dataset
 
 from data_loader.label_cache import LabelCache
-from roads.labels import LabelParams, quarter_mask
-from data_loader.tiles import IMAGE_SUFFIXES, Tile, check_tile, list_tiles, read_image, read_mask
+from data_loader.tiles import (
+    IMAGE_SUFFIXES,
+    RasterOptions,
+    RasterSource,
+    Tile,
+    check_tile,
+    list_tiles,
+    read_mask,
+    read_raster,
+)
 from data_loader.transforms import (
     SPACENET_MEAN,
     SPACENET_STD,
@@ -21,13 +29,27 @@ from data_loader.transforms import (
     LabelledImage,
     normalize,
 )
+from roads.classes import IGNORE_INDEX
 from roads.extraction import SKELETON_KEYS
-from roads.geo import read_geotransform
+from roads.georeference import read_georeference
+from roads.labels import LabelParams, quarter_mask
 from utils.errors import ConfigError, DataError
 
 logger = logging.getLogger("data")
 
 LABEL_CACHE_DIR = Path(".cache") / "connectivity"
+
+
+def raster_options(bands: list[int] | None, nodata_color: list[float] | None) -> RasterOptions:
+    """RasterOptions from the config's `data_loader.args.bands` and `nodata_color`."""
+    for key, value in (("bands", bands), ("nodata_color", nodata_color)):
+        if value is not None and not isinstance(value, (list, tuple)):
+            raise ConfigError(f"data_loader.args.{key}: expected a list or null, got {value!r}")
+    try:
+        return RasterOptions(None if bands is None else tuple(bands),
+                             None if nodata_color is None else tuple(nodata_color))
+    except ValueError as error:
+        raise ConfigError(f"data_loader.args.{error}") from None
 
 
 _warned_keys: set[str] = set()
@@ -64,13 +86,19 @@ class RoadDataset(Dataset):
         image         (3, h, w) float32, normalised with mean/std
         raw_image     (h, w, 3) uint8 RGB, evaluation items only (for overlays)
         pixel_size_m  (x, y) metres per pixel or None, evaluation items only
-        mask          (h, w) int64, 1 = road
-        mask_quarter  (ceil(h/4), ceil(w/4)) int64, 4x4 area average >= 0.5
+        mask          (h, w) int64, 1 = road, 0 = background, 255 = invalid pixel (ignored)
+        mask_quarter  (ceil(h/4), ceil(w/4)) int64, 4x4 area average >= 0.5, 255 where the
+                      4x4 average of validity is < 0.5
         conn          (h, w) int64, connectivity classes 0..4 or 255 (ignore)
         conn_quarter  (ceil(h/4), ceil(w/4)) int64
         stem          str, the tile's file stem
         image_path    str, the tile's image (a GeoTIFF's georeference places GeoJSON labels)
         geojson_path  str, the tile's road labels, "" when it has none
+
+    Images are read by `data_loader.tiles` with `bands` (1-based band numbers of R, G, B) and
+    `nodata_color` (the dataset's no-data color: [0, 0, 0] for raw SpaceNet, [255, 255, 255] for
+    Massachusetts Roads); a pixel is invalid where the image says so (alpha, mask, nodata value,
+    nodata_color) or where `valid/<stem>.png` is 0.
 
     Connectivity labels are derived from the whole tile's mask (a crop border would invent dead
     ends) and cached on disk under `label_cache_dir`, by default `<data_dir>/.cache/connectivity`
@@ -81,9 +109,11 @@ class RoadDataset(Dataset):
                  crop_size: int = 256, crops_per_tile: int = 1, augment_p: float = 0.5,
                  mean: tuple[float, ...] = SPACENET_MEAN, std: tuple[float, ...] = SPACENET_STD,
                  labels: dict | None = None, seed: int = 0,
-                 label_cache_dir: str | Path | None = None, graph: dict | None = None,
+                 label_cache_dir: str | Path | None = None, bands: list[int] | None = None,
+                 nodata_color: list[float] | None = None, graph: dict | None = None,
                  metres_per_pixel: float | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.raster_options = raster_options(bands, nodata_color)
         self.split = split
         self.training = training
         self.crops_per_tile = crops_per_tile if training else 1
@@ -97,7 +127,7 @@ class RoadDataset(Dataset):
         self.augmentation = Augmentation(crop_size, augment_p) if training else None
         self.tiles = list_tiles(self.data_dir / split, require_masks=True)
         for tile in self.tiles:
-            height, width = check_tile(tile)
+            height, width = check_tile(tile, self.raster_options)
             if training and min(height, width) < crop_size:
                 raise ConfigError(f"data_loader.args.crop_size: {crop_size} is larger than "
                                   f"{tile.image_path} ({height}x{width})")
@@ -117,11 +147,20 @@ class RoadDataset(Dataset):
         return self.tiles[index // self.crops_per_tile]
 
     def labelled_tile(self, tile: Tile) -> LabelledImage:
-        """The whole tile with its targets at full and 1/4 resolution."""
-        image = read_image(tile.image_path)
-        mask = read_mask(tile.mask_path, image.shape[:2])
-        conn, conn_quarter = self.label_cache.labels(tile.mask_path, mask)
-        return LabelledImage(image, mask, quarter_mask(mask), conn, conn_quarter)
+        """The whole tile with its targets at full and 1/4 resolution, IGNORE_INDEX at invalid
+        pixels of the masks."""
+        raster = read_raster(tile.image_path, self.raster_options)
+        mask = read_mask(tile.mask_path, raster.image.shape[:2])
+        valid = raster.valid
+        if tile.valid_path is not None:
+            valid = valid & read_mask(tile.valid_path, mask.shape)
+        conn, conn_quarter = self.label_cache.labels(tile.mask_path, mask, valid)
+        mask_quarter = quarter_mask(mask).astype(np.uint8)
+        mask = mask.astype(np.uint8)
+        if not valid.all():
+            mask[~valid] = IGNORE_INDEX
+            mask_quarter[~quarter_mask(valid)] = IGNORE_INDEX
+        return LabelledImage(raster.image, mask, mask_quarter, conn, conn_quarter)
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
@@ -149,24 +188,59 @@ class RoadDataset(Dataset):
     def pixel_size_m(self, tile: Tile) -> tuple[float, float] | None:
         """Ground size of the tile's pixels (x, y) in metres: from its georeference, else the
         dataset's `metres_per_pixel`, else unknown (None)."""
-        transform = read_geotransform(tile.image_path)
-        if transform is not None:
-            size = transform.metres_per_pixel()
-            return size, size
+        georeference = read_georeference(tile.image_path)
+        if georeference is not None:
+            return georeference.pixel_size_m()
         if self.metres_per_pixel is not None:
             return self.metres_per_pixel, self.metres_per_pixel
         return None
 
 
-class ImageFolderDataset(Dataset):
-    """The images of a folder, for prediction without ground truth.
+class SceneSource:
+    """An image of any size read window by window for prediction (the predictor's ImageSource):
+    each window normalized as training images are, its validity kept in `valid` ((H, W) bool,
+    filled as windows are read). The file opens on the first read, so that a source crosses
+    DataLoader workers as a path."""
 
-    Each item: `image` (3, H, W) float32 normalised, `raw_image` (H, W, 3) uint8 RGB for overlays,
-    `stem` str and `image_path` str.
+    def __init__(self, path: Path, options: RasterOptions, mean: tuple[float, float, float],
+                 std: tuple[float, float, float]) -> None:
+        self.path, self.options, self.mean, self.std = Path(path), options, mean, std
+        with RasterSource(self.path, options) as source:  # checks the header now
+            self.shape: tuple[int, int] = source.shape
+            self.georeference = source.georeference
+        self.valid: np.ndarray | None = None
+        self._source: RasterSource | None = None
+
+    def read(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
+        """(3, height, width) float32 normalized pixels of a window."""
+        if self._source is None:
+            self._source = RasterSource(self.path, self.options)
+            self.valid = np.ones(self.shape, dtype=bool)
+        raster = self._source.read((top, left, height, width))
+        self.valid[top:top + height, left:left + width] = raster.valid
+        return torch.from_numpy(normalize(raster.image, self.mean, self.std))
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_source": None}
+
+
+class ImageFolderDataset(Dataset):
+    """The images of a folder, for prediction without ground truth, read like training images
+    (`bands`, `nodata_color`; raw uint16 imagery stretched as by the preparation) and window by
+    window, so that a scene of any size is never held whole.
+
+    Each item: `image` a SceneSource (its `valid` filled as it is read), `stem` str and
+    `image_path` str.
     """
 
     def __init__(self, images_dir: str | Path, mean: tuple[float, ...] = SPACENET_MEAN,
-                 std: tuple[float, ...] = SPACENET_STD) -> None:
+                 std: tuple[float, ...] = SPACENET_STD, bands: list[int] | None = None,
+                 nodata_color: list[float] | None = None) -> None:
         images_dir = Path(images_dir)
         if not images_dir.is_dir():
             raise DataError(f"{images_dir}: image folder not found")
@@ -175,19 +249,15 @@ class ImageFolderDataset(Dataset):
         if not self.paths:
             raise DataError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
         self.mean, self.std = _channel_stats(mean, "mean"), _channel_stats(std, "std")
+        self.raster_options = raster_options(bands, nodata_color)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
-        image = read_image(path)
-        return {
-            "image": torch.from_numpy(normalize(image, self.mean, self.std)),
-            "raw_image": torch.from_numpy(image),
-            "stem": path.stem,
-            "image_path": str(path),
-        }
+        return {"image": SceneSource(path, self.raster_options, self.mean, self.std),
+                "stem": path.stem, "image_path": str(path)}
 
 
 def _channel_stats(values, key: str) -> tuple[float, float, float]:

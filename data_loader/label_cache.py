@@ -14,8 +14,9 @@ from utils.errors import DataError
 
 class LabelCache:
     """Connectivity labels per mask file: node disks cached in memory and, if `cache_dir` is
-    given, in `<cache_dir>/<key>.npz`, where the key hashes the file's path, mtime and size and
-    the label parameters, so that an edited mask or changed parameters derive anew. Files are
+    given, in `<cache_dir>/<key>.npz`, where the key hashes the file's path, mtime and size, the
+    label parameters and the validity mask (when some pixel is invalid), so that an edited mask,
+    other no-data or changed parameters derive anew. Files are
     written to a temporary name and renamed, so parallel workers never read half a file."""
 
     FORMAT = "node-disks-v1"
@@ -25,25 +26,32 @@ class LabelCache:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._disks: dict[str, np.ndarray] = {}
 
-    def labels(self, mask_path: Path, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(full, quarter) labels of `mask`, the content of `mask_path` (see `render_labels`)."""
-        key = self._key(Path(mask_path))
+    def labels(self, mask_path: Path, mask: np.ndarray,
+               valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(full, quarter) labels of `mask`, the content of `mask_path`, with the tile's (H, W)
+        bool validity `valid` (default all valid; see `render_labels`)."""
+        if valid is not None and np.all(valid):
+            valid = None
+        key = self._key(Path(mask_path), valid)
         disks = self._disks.get(key)
         if disks is None:
             disks = self._load(key)
             if disks is None:
-                disks = node_disks(mask, self.params)
+                disks = node_disks(mask, self.params, valid)
                 self._store(key, disks)
             self._disks[key] = disks
-        return render_labels(mask, disks, self.params)
+        return render_labels(mask, disks, self.params, valid)
 
-    def _key(self, mask_path: Path) -> str:
+    def _key(self, mask_path: Path, valid: np.ndarray | None) -> str:
         try:
             stat = mask_path.stat()
         except OSError as error:
             raise DataError(f"{mask_path}: cannot read file ({error.strerror})") from None
         text = (f"{self.FORMAT}|{mask_path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}"
                 f"|{self.params!r}")
+        if valid is not None:
+            # Bits packed first: an eighth of the bytes to hash.
+            text += f"|valid:{hashlib.sha1(np.packbits(valid)).hexdigest()}|{valid.shape}"
         return hashlib.sha1(text.encode()).hexdigest()
 
     def _load(self, key: str) -> np.ndarray | None:

@@ -3,6 +3,9 @@ versions with a buffer of rho pixels, and the connectivity mean IoU.
 
 All functions take numpy arrays or torch tensors (converted to numpy). Masks are (H, W) with road
 = nonzero (bool, 0/1 or 0/255); connectivity maps are (H, W) integer class maps, 255 = ignore.
+An optional (H, W) bool `valid` leaves out pixels without image data (no-data areas) from every
+score: neither a prediction nor a truth there counts. (A dataset item's `mask` holds 255 at such
+pixels: pass `mask == 1` as the truth and `mask != 255` as `valid`.)
 
 Division by zero (chosen): a ratio whose denominator is 0 is 1 when neither the prediction nor the
 truth holds any road (perfect agreement on an empty image), and 0 otherwise (e.g. precision of an
@@ -53,13 +56,24 @@ def _harmonic_mean(precision: float, recall: float) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def pixel_counts(pred: ArrayLike, true: ArrayLike) -> tuple[int, int, int]:
+def _restrict(pred: np.ndarray, true: np.ndarray,
+              valid: ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
+    """Both road masks without road at invalid pixels."""
+    _check_same_shape(pred, true)
+    if valid is None:
+        return pred, true
+    valid = _road_mask(valid)
+    _check_same_shape(pred, valid)
+    return pred & valid, true & valid
+
+
+def pixel_counts(pred: ArrayLike, true: ArrayLike,
+                 valid: ArrayLike | None = None) -> tuple[int, int, int]:
     """True positives, false positives and false negatives of road pixels.
 
-    pred, true: (H, W) road masks.
+    pred, true: (H, W) road masks; valid: optional (H, W) bool, pixels counted.
     """
-    pred, true = _road_mask(pred), _road_mask(true)
-    _check_same_shape(pred, true)
+    pred, true = _restrict(_road_mask(pred), _road_mask(true), valid)
     tp = int(np.count_nonzero(pred & true))
     return tp, int(np.count_nonzero(pred)) - tp, int(np.count_nonzero(true)) - tp
 
@@ -75,35 +89,41 @@ def _within(reference: np.ndarray, rho: int) -> np.ndarray:
     return distance <= rho
 
 
-def relaxed_counts(pred: ArrayLike, true: ArrayLike, rho: int) -> tuple[int, int, int, int]:
+def relaxed_counts(pred: ArrayLike, true: ArrayLike, rho: int,
+                   valid: ArrayLike | None = None) -> tuple[int, int, int, int]:
     """Counts for relaxed precision and recall with a buffer of `rho` pixels.
 
     A predicted road pixel is correct if a true road pixel lies within Euclidean distance rho, and a
     true road pixel is found if a predicted one lies within rho. rho = 0 gives plain counts.
 
-    pred, true: (H, W) road masks.
+    pred, true: (H, W) road masks; valid: optional (H, W) bool, pixels counted (road at invalid
+    pixels is removed from both masks first, so it neither counts nor matches).
     Returns (pred_hits, pred_total, true_hits, true_total): relaxed precision is
     pred_hits / pred_total and relaxed recall true_hits / true_total.
     """
     if rho < 0:
         raise ValueError(f"rho must be >= 0, got {rho}")
-    pred, true = _road_mask(pred), _road_mask(true)
-    _check_same_shape(pred, true)
+    pred, true = _restrict(_road_mask(pred), _road_mask(true), valid)
     pred_hits = int(np.count_nonzero(pred & _within(true, rho)))
     true_hits = int(np.count_nonzero(true & _within(pred, rho)))
     return pred_hits, int(np.count_nonzero(pred)), true_hits, int(np.count_nonzero(true))
 
 
 def connectivity_confusion(pred: ArrayLike, true: ArrayLike, num_classes: int = 5,
-                           ignore_index: int = 255) -> np.ndarray:
+                           ignore_index: int = 255, valid: ArrayLike | None = None) -> np.ndarray:
     """(num_classes, num_classes) int64 confusion matrix, rows = true class, columns = predicted.
 
-    pred, true: (H, W) integer class maps; pixels whose truth is `ignore_index` are skipped.
+    pred, true: (H, W) integer class maps; pixels whose truth is `ignore_index` or that are not
+    `valid` (optional (H, W) bool) are skipped.
     """
     pred, true = _to_numpy(pred).astype(np.int64), _to_numpy(true).astype(np.int64)
     _check_same_shape(pred, true)
-    valid = true != ignore_index
-    pred, true = pred[valid], true[valid]
+    labelled = true != ignore_index
+    if valid is not None:
+        valid = _road_mask(valid)
+        _check_same_shape(pred, valid)
+        labelled &= valid
+    pred, true = pred[labelled], true[labelled]
     for name, classes in (("true", true), ("predicted", pred)):
         if classes.size and (classes.min() < 0 or classes.max() >= num_classes):
             raise ValueError(f"{name} connectivity classes must lie in [0, {num_classes}) "
@@ -154,26 +174,29 @@ class RoadMetrics:
         self.confusion = np.zeros((self.conn_classes, self.conn_classes), dtype=np.int64)
 
     def update(self, pred_mask: ArrayLike, true_mask: ArrayLike,
-               pred_conn: ArrayLike | None = None, true_conn: ArrayLike | None = None) -> dict:
+               pred_conn: ArrayLike | None = None, true_conn: ArrayLike | None = None,
+               valid: ArrayLike | None = None) -> dict:
         """Add one image; return its own scores.
 
         pred_mask, true_mask: (H, W) road masks; pred_conn, true_conn: optional (H, W) class maps
-        (both or neither). Returns iou, precision, recall, f1, relaxed_precision, relaxed_recall,
+        (both or neither); valid: optional (H, W) bool, the pixels with image data, the only ones
+        scored. Returns iou, precision, recall, f1, relaxed_precision, relaxed_recall,
         relaxed_f1, and conn_miou when connectivity maps are given.
         """
         if (pred_conn is None) != (true_conn is None):
             raise ValueError("give both pred_conn and true_conn, or neither")
-        tp, fp, fn = pixel_counts(pred_mask, true_mask)
+        tp, fp, fn = pixel_counts(pred_mask, true_mask, valid)
         pred_hits, pred_total, true_hits, true_total = relaxed_counts(
-            pred_mask, true_mask, self.rho)
+            pred_mask, true_mask, self.rho, valid)
         scores = self._scores(tp, fp, fn, pred_hits, pred_total, true_hits, true_total)
-        for key, value in zip(self._TOTALS, (tp, fp, fn, scores["iou"], 1,
-                                             pred_hits, pred_total, true_hits, true_total)):
+        counts = (tp, fp, fn, scores["iou"], 1, pred_hits, pred_total, true_hits, true_total)
+        for key, value in zip(self._TOTALS, counts, strict=False):
             self.totals[key] += value
         for name in ("precision", "recall", "f1"):
             self.totals[f"image_{name}_sum"] += scores[name]
         if pred_conn is not None:
-            confusion = connectivity_confusion(pred_conn, true_conn, self.conn_classes)
+            confusion = connectivity_confusion(pred_conn, true_conn, self.conn_classes,
+                                               valid=valid)
             self.confusion += confusion
             self.totals["conn_images"] += 1
             scores["conn_miou"] = mean_iou(confusion)
@@ -241,6 +264,6 @@ class RoadMetrics:
             raise ValueError(f"state tensor must have shape ({expected},), "
                              f"got {tuple(state.shape)}")
         totals, confusion = state.split([len(self._TOTALS), self.conn_classes ** 2])
-        self.totals = dict(zip(self._TOTALS, totals.tolist()))
+        self.totals = dict(zip(self._TOTALS, totals.tolist(), strict=False))
         self.confusion = confusion.round().to(torch.int64).reshape(
             self.conn_classes, self.conn_classes).numpy()

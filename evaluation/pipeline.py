@@ -27,9 +27,9 @@ from evaluation.predictor import (
 from evaluation.topo import TopoSettings
 from evaluation.writer import PredictionWriter
 from model.loss import balanced_class_weights, soft_iou_from_sums, soft_iou_sums, weighted_nll_sums
-from roads.classes import CONNECTIVITY_CLASSES, SEGMENTATION_CLASSES
+from roads.classes import CONNECTIVITY_CLASSES, IGNORE_INDEX, SEGMENTATION_CLASSES
 from roads.extraction import GraphSettings
-from roads.geo import GeoTransform, read_geotransform
+from roads.georeference import Georeference, read_georeference
 from roads.graph import graph_to_lines
 from utils.config import ConfigParser
 from utils.distributed import all_reduce_sum, gather_objects
@@ -128,36 +128,40 @@ class Evaluator:
                              self.settings.threshold)
             if loss is not None:
                 loss.add(window)
-        transform = read_geotransform(item["image_path"])
+        if hasattr(source, "close"):
+            source.close()
+        georeference = read_georeference(item["image_path"])
+        valid = _valid_pixels(item, source)
         graph = None
         if self.settings.graphs or self.writer is not None:
-            graph = predicted_graph(prediction, self.settings.graph, item.get("pixel_size_m"))
+            graph = predicted_graph(prediction, self.settings.graph, item.get("pixel_size_m"),
+                                    valid)
         scores: dict[str, float] = {}
         true_mask = None
         if loss is not None:
             true_mask = item["mask"].numpy() == 1
             scores = self.metrics.update(prediction.mask, true_mask, prediction.connectivity,
-                                         item["conn"].numpy())
+                                         item["conn"].numpy(), valid=valid)
             seg_loss, conn_loss = loss.result()
             self.losses += torch.tensor([seg_loss, conn_loss, 1.0], dtype=torch.float64)
             scores.update(seg=seg_loss, conn=conn_loss, loss=seg_loss + conn_loss)
             if self.settings.graphs:
-                scores.update(self._graph_scores(item, true_mask, transform, graph))
+                scores.update(self._graph_scores(item, true_mask, georeference, graph))
             self.rows.append({"stem": item["stem"], **{k: round(v, 6) for k, v in scores.items()}})
         if self.writer is not None:
             self.writer.write(item["stem"], _numpy(item["raw_image"]), prediction, graph,
-                              transform, true_mask)
+                              georeference, true_mask)
         return TileResult(item, prediction, graph, scores)
 
-    def _graph_scores(self, item: dict, true_mask: np.ndarray, transform: GeoTransform | None,
-                      graph: nx.Graph) -> dict[str, float]:
+    def _graph_scores(self, item: dict, true_mask: np.ndarray,
+                      georeference: Georeference | None, graph: nx.Graph) -> dict[str, float]:
         """APLS and TOPO of the predicted graph against the tile's true roads."""
-        lines, source = truth_lines(true_mask, item["geojson_path"], transform,
+        lines, source = truth_lines(true_mask, item["geojson_path"], georeference,
                                     self.settings.graph)
         self.truth_sources.add(source)
         metrics = self.settings.metrics
         scores = score_tile(lines, graph_to_lines(graph), metrics.apls, metrics.topo,
-                            to_lonlat=transform.to_lonlat if transform is not None else None,
+                            to_lonlat=georeference.to_lonlat if georeference else None,
                             pixel_size_m=item.get("pixel_size_m"))
         for index, name in enumerate(metrics.graph_names()):
             if not math.isnan(scores[name]):
@@ -236,6 +240,18 @@ def evaluation_settings(config: ConfigParser, graphs: bool = True) -> Evaluation
     return EvaluationSettings(threshold=config.settings(PredictorSettings, "predictor").threshold,
                               graphs=graphs, metrics=config.settings(MetricSettings, "metrics"),
                               graph=config.settings(GraphSettings, "graph"))
+
+
+def _valid_pixels(item: dict, source: ImageSource) -> np.ndarray | None:
+    """(H, W) bool pixels with image data: where the truth is not IGNORE_INDEX, or what a scene
+    read from disk found (alpha, nodata); None when every pixel is valid."""
+    if "mask" in item:
+        valid = item["mask"].numpy() != IGNORE_INDEX
+    else:
+        valid = getattr(source, "valid", None)
+        if valid is None:
+            return None
+    return None if valid.all() else valid
 
 
 def _numpy(array: Any) -> np.ndarray:

@@ -1,5 +1,6 @@
 """From network outputs to what is evaluated and written: the road probability, the one
 threshold that makes the mask, connectivity classes, and the road graphs."""
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import numpy as np
 import torch
 
 from roads.extraction import GraphSettings, extract_graph
-from roads.geo import GeoTransform, read_road_lines
+from roads.geo import project_lines, read_road_lines
+from roads.georeference import Georeference
 from roads.graph import graph_to_lines
 from utils.errors import ConfigError
 
@@ -45,22 +47,29 @@ class Prediction:
 
 
 def predicted_graph(prediction: Prediction, settings: GraphSettings,
-                    pixel_size_m: tuple[float, float] | None) -> nx.Graph:
-    """The road graph of a prediction, by `settings.method`."""
+                    pixel_size_m: tuple[float, float] | None,
+                    valid: np.ndarray | None = None) -> nx.Graph:
+    """The road graph of a prediction, by `settings.method`; no road crosses invalid pixels
+    ((H, W) bool `valid`, None: all valid)."""
     if settings.method == "connectivity" and pixel_size_m is None:
         raise ConfigError("graph.method 'connectivity' works in metres: the tile has no "
                           "georeference, so set data_loader.args.metres_per_pixel")
     return extract_graph(prediction.mask, settings, probability=prediction.probability / 255.0,
-                         connectivity=prediction.connectivity, pixel_size_m=pixel_size_m)
+                         connectivity=prediction.connectivity, valid=valid,
+                         pixel_size_m=pixel_size_m)
 
 
 def truth_lines(true_mask: np.ndarray, geojson_path: str | Path | None,
-                transform: GeoTransform | None, settings: GraphSettings
+                georeference: Georeference | None, settings: GraphSettings
                 ) -> tuple[list[np.ndarray], str]:
     """The true roads as (N, 2) pixel polylines, and their source: the tile's GeoJSON projected
-    into its pixels when it has both, else the edges of the skeleton graph of its true mask,
-    cleaned like the predicted ones."""
-    if geojson_path and transform is not None:
-        return [transform.to_pixel(line.coords) for line in read_road_lines(geojson_path)], "geojson"
+    into its pixels through the raster's CRS and transform when it has both, else the edges of
+    the skeleton graph of its true mask, cleaned like the predicted ones. GeoJSON labels beside a
+    raster without georeference cannot be placed: that is said once per file."""
+    if geojson_path and georeference is not None:
+        return project_lines(read_road_lines(geojson_path), georeference, geojson_path), "geojson"
+    if geojson_path:
+        warnings.warn(f"{geojson_path}: its image has no georeference, so the GeoJSON cannot be "
+                      "projected; the APLS truth comes from the mask", stacklevel=2)
     graph = extract_graph(true_mask, replace(settings, method="skeleton"))
     return graph_to_lines(graph), "mask"

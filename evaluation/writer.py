@@ -9,7 +9,8 @@ import numpy as np
 
 from evaluation.postprocess import Prediction
 from roads.classes import colorize
-from roads.geo import GeoTransform, write_road_lines
+from roads.geo import write_road_lines
+from roads.georeference import Georeference
 from roads.graph import graph_to_lines
 from utils.distributed import gather_objects, is_main_process
 
@@ -30,7 +31,7 @@ class PredictionWriter:
             (self.out / folder).mkdir(parents=True, exist_ok=True)
 
     def write(self, stem: str, image: np.ndarray, prediction: Prediction, graph: nx.Graph,
-              transform: GeoTransform | None, true_mask: np.ndarray | None = None) -> None:
+              transform: Georeference | None, true_mask: np.ndarray | None = None) -> None:
         """Save one tile's prediction.
 
         image (H, W, 3) uint8 RGB; true_mask (H, W) bool, when known, for the overlay.

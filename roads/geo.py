@@ -1,36 +1,28 @@
-"""Georeferenced tiles and road labels: GeoTIFF tags, SpaceNet GeoJSON, road-mask rendering.
+"""Road labels: SpaceNet GeoJSON reading and writing, road widths and road-mask rendering.
 
-Pixel geometry is float (x, y) = (column, row). A GeoTIFF's upper-left corner is pixel (0, 0):
-col = (lon - lon0) / dx, row = (lat0 - lat) / dy, the SpaceNet convention. Masks take integer
-(x, y) as pixel centres, the convention of the skeleton pixel indices that road graphs are built
-from (a half-pixel shift against GDAL's pixel-corner convention, far below a road's width).
+Pixel geometry is float (x, y) = (column, row), placed on a raster by `roads.georeference`.
+Masks take integer (x, y) as pixel centres, the convention of the skeleton pixel indices that road
+graphs are built from (a half-pixel shift against GDAL's pixel-corner convention, far below a
+road's width).
 
 `render_tile_mask` is the single place where road masks are made from labels: the synthetic toy
-generator and the SpaceNet 3 preparation both call it.
+generator and the SpaceNet 3 preparation both call it. Road widths are in metres and pixels need
+not be square: a road w m wide is w / sx px across along x and w / sy px along y.
 """
 import json
-import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import tifffile
+import pyproj
 
+from roads.georeference import LONLAT, Georeference
 from utils.errors import DataError
 
-EARTH_RADIUS_M = 6_371_008.8
-"""Mean Earth radius: one degree of latitude is 111.2 km, so SpaceNet's 2.7e-6 deg is 0.30 m."""
-
-MODEL_PIXEL_SCALE_TAG = 33550
-MODEL_TIEPOINT_TAG = 33922
-GEO_KEY_DIRECTORY_TAG = 34735
-
-# GeoKeyDirectory for WGS84 lon/lat (EPSG:4326), raster pixels as areas:
-# header (version 1, revision 1.0, 3 keys), then (key, location 0 = inline, count 1, value).
-WGS84_GEO_KEYS = (1, 1, 0, 3,
-                  1024, 0, 1, 2,      # GTModelTypeGeoKey = ModelTypeGeographic
-                  1025, 0, 1, 1,      # GTRasterTypeGeoKey = RasterPixelIsArea
-                  2048, 0, 1, 4326)   # GeographicTypeGeoKey = EPSG:4326
+OUTSIDE_TOLERANCE_PX = 1.0
+"""Label positions this far outside the raster still count as on it (SpaceNet's lines end on the
+tile's edge, a rounding away from either side)."""
 
 ROAD_WIDTH_M = {
     1: 13.0,   # motorway
@@ -52,89 +44,34 @@ DEFAULT_ROAD_WIDTH_M = ROAD_WIDTH_M[5]
 """Width for a missing or unreadable `road_type`: residential, SpaceNet's commonest class."""
 
 
-@dataclass(frozen=True)
-class GeoTransform:
-    """North-up lon/lat georeference: upper-left corner and positive pixel sizes, in degrees."""
-
-    lon0: float
-    lat0: float
-    dx: float
-    dy: float
-
-    def to_pixel(self, lonlat: np.ndarray) -> np.ndarray:
-        """(N, 2) lon/lat -> (N, 2) float pixel (x, y)."""
-        lonlat = np.asarray(lonlat, dtype=np.float64).reshape(-1, 2)
-        return np.column_stack(((lonlat[:, 0] - self.lon0) / self.dx,
-                                (self.lat0 - lonlat[:, 1]) / self.dy))
-
-    def to_lonlat(self, xy: np.ndarray) -> np.ndarray:
-        """(N, 2) float pixel (x, y) -> (N, 2) lon/lat."""
-        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        return np.column_stack((self.lon0 + xy[:, 0] * self.dx, self.lat0 - xy[:, 1] * self.dy))
-
-    def metres_per_pixel(self) -> float:
-        """Ground size of a pixel north-south (from dy), used to turn widths in metres into pixels.
-
-        East-west pixels are narrower by cos(latitude) (0.24 m in Las Vegas); road widths use the
-        north-south size for both directions, as a single round brush must.
-        """
-        return math.radians(self.dy) * EARTH_RADIUS_M
-
-
-def read_geotransform(path: Path) -> GeoTransform | None:
-    """Georeference from a GeoTIFF's ModelTiepoint and ModelPixelScale tags.
-
-    Returns None for a file that is not a TIFF (PNG, JPEG) or a TIFF without both tags.
-    Raises DataError for an unreadable TIFF or a non-positive pixel scale.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    try:
-        with tifffile.TiffFile(path) as tif:
-            tags = tif.pages.first.tags
-            scale = tags.get(MODEL_PIXEL_SCALE_TAG)
-            tiepoint = tags.get(MODEL_TIEPOINT_TAG)
-            if scale is None or tiepoint is None:
-                return None
-            scale, tiepoint = tuple(scale.value), tuple(tiepoint.value)
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as error:
-        raise DataError(f"{path}: unreadable TIFF ({error})") from None
-    if len(scale) < 2 or len(tiepoint) < 6:
-        raise DataError(f"{path}: malformed ModelPixelScale/ModelTiepoint tags")
-    dx, dy = float(scale[0]), float(scale[1])
-    if not (dx > 0 and dy > 0):
-        raise DataError(f"{path}: GeoTIFF pixel scale must be positive, got {dx}, {dy}")
-    # The tiepoint maps raster point (i, j) to model point (x, y); move it to the corner (0, 0).
-    i, j, _, lon, lat, _ = (float(v) for v in tiepoint[:6])
-    return GeoTransform(lon0=lon - i * dx, lat0=lat + j * dy, dx=dx, dy=dy)
-
-
-def write_geotiff(path: Path, image: np.ndarray, transform: GeoTransform, level: int = 6) -> None:
-    """Write (H, W, 3) uint8 RGB as a deflate-compressed GeoTIFF in EPSG:4326.
-
-    Deflate with the horizontal-differencing predictor is chosen because tifffile encodes and
-    decodes it with the standard library alone (no `imagecodecs`) and OpenCV and GDAL read it.
-    `level` is zlib's: 9 makes 1300 px tiles about 9 % smaller than 6 but takes ten times longer.
-    """
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    extratags = [
-        (MODEL_PIXEL_SCALE_TAG, "d", 3, (transform.dx, transform.dy, 0.0), True),
-        (MODEL_TIEPOINT_TAG, "d", 6, (0.0, 0.0, 0.0, transform.lon0, transform.lat0, 0.0), True),
-        (GEO_KEY_DIRECTORY_TAG, "H", len(WGS84_GEO_KEYS), WGS84_GEO_KEYS, True),
-    ]
-    tifffile.imwrite(Path(path), image, photometric="rgb", compression="zlib",
-                     compressionargs={"level": level}, predictor=True, metadata=None,
-                     extratags=extratags)
-
-
 @dataclass
 class RoadLine:
-    """One road polyline: (N, 2) float lon/lat (or pixel x, y) and its GeoJSON properties."""
+    """One road polyline: (N, 2) float positions and its GeoJSON properties.
+
+    `crs` is the CRS the file declares for its positions (a pre-RFC 7946 `crs` member such as
+    "urn:ogc:def:crs:EPSG::32611"); None means RFC 7946 lon/lat.
+    """
 
     coords: np.ndarray
     properties: dict = field(default_factory=dict)
+    crs: pyproj.CRS | None = None
+
+
+def _declared_crs(path: Path, collection: dict) -> pyproj.CRS | None:
+    """The CRS named by a FeatureCollection's `crs` member; None for none or lon/lat (CRS84, and
+    EPSG:4326, which GeoJSON writers store in lon/lat order too)."""
+    member = collection.get("crs")
+    if member is None:
+        return None
+    name = member.get("properties", {}).get("name") if isinstance(member, dict) else None
+    if not isinstance(name, str) or member.get("type") != "name":
+        raise DataError(f"{path}: unsupported GeoJSON 'crs' member {json.dumps(member)[:80]} "
+                        "(expected {\"type\": \"name\", \"properties\": {\"name\": ...}})")
+    try:
+        crs = pyproj.CRS.from_user_input(name)
+    except pyproj.exceptions.CRSError:
+        raise DataError(f"{path}: unknown CRS '{name}' in the GeoJSON 'crs' member") from None
+    return None if crs.equals(LONLAT, ignore_axis_order=True) else crs
 
 
 def read_road_lines(path: Path) -> list[RoadLine]:
@@ -142,7 +79,8 @@ def read_road_lines(path: Path) -> list[RoadLine]:
 
     MultiLineStrings give one RoadLine per part, all with the feature's properties. Features with a
     null or non-line geometry and parts with fewer than two positions are skipped; a third (z)
-    coordinate is dropped. Raises DataError naming the file for unreadable or malformed GeoJSON.
+    coordinate is dropped. Positions are RFC 7946 lon/lat unless the file declares a `crs`.
+    Raises DataError naming the file for unreadable or malformed GeoJSON or an unknown CRS.
     """
     path = Path(path)
     try:
@@ -152,6 +90,7 @@ def read_road_lines(path: Path) -> list[RoadLine]:
         raise DataError(f"{path}: invalid GeoJSON ({error})") from None
     if not isinstance(collection, dict) or not isinstance(collection.get("features"), list):
         raise DataError(f"{path}: invalid GeoJSON (not a FeatureCollection with a 'features' list)")
+    crs = _declared_crs(path, collection)
     lines = []
     for index, feature in enumerate(collection["features"]):
         geometry = feature.get("geometry") if isinstance(feature, dict) else None
@@ -168,8 +107,29 @@ def read_road_lines(path: Path) -> list[RoadLine]:
             arrays = [_line_coordinates(part) for part in parts]
         except (TypeError, ValueError) as error:
             raise DataError(f"{path}: invalid GeoJSON (feature {index}: {error})") from None
-        lines.extend(RoadLine(coords, dict(properties)) for coords in arrays if len(coords) >= 2)
+        lines.extend(RoadLine(coords, dict(properties), crs) for coords in arrays
+                     if len(coords) >= 2)
     return lines
+
+
+def project_lines(lines: list[RoadLine], georeference: Georeference,
+                  label_path: Path | None = None) -> list[np.ndarray]:
+    """(N_i, 2) float pixel (x, y) polylines of `lines` on the raster of `georeference`.
+
+    With `label_path`, positions more than OUTSIDE_TOLERANCE_PX outside the raster are counted and
+    reported in one warning naming the file (labels of another tile, or of a wrong CRS).
+    """
+    projected = [georeference.to_pixel(line.coords, line.crs) for line in lines]
+    if label_path is not None and projected:
+        points = np.concatenate(projected)
+        height, width = georeference.shape
+        margin = OUTSIDE_TOLERANCE_PX
+        outside = ~((points[:, 0] >= -margin) & (points[:, 0] <= width + margin)
+                    & (points[:, 1] >= -margin) & (points[:, 1] <= height + margin))
+        if outside.any():
+            warnings.warn(f"{label_path}: {int(outside.sum())} of {len(points)} road positions lie "
+                          f"outside the {height}x{width} raster (HxW)", stacklevel=2)
+    return projected
 
 
 def _line_coordinates(positions: list) -> np.ndarray:
@@ -196,7 +156,7 @@ def write_road_lines(path: Path, lines: list[np.ndarray],
     features = [{"type": "Feature", "properties": props,
                  "geometry": {"type": "LineString",
                               "coordinates": np.asarray(line, dtype=np.float64).tolist()}}
-                for line, props in zip(lines, properties)]
+                for line, props in zip(lines, properties, strict=False)]
     collection = {"type": "FeatureCollection",
                   "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
                   "features": features}
@@ -216,35 +176,42 @@ def road_width_m(properties: dict) -> float:
     return ROAD_WIDTH_M.get(road_type, DEFAULT_ROAD_WIDTH_M)
 
 
-def render_road_mask(lines_xy: list[np.ndarray], widths_px: list[float],
-                     shape: tuple[int, int]) -> np.ndarray:
-    """Rasterise polylines as roads of the given full widths, with round caps and joins.
+def render_road_mask(lines_xy: list[np.ndarray], widths: list[float], shape: tuple[int, int],
+                     pixel_size: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """Rasterize polylines as roads of the given full widths, with round caps and joins.
 
-    A pixel is road when its centre (integer x, y) lies within width / 2 of the polyline: exact,
-    without anti-aliasing, and the same rule for every segment and vertex. (OpenCV's thick lines
-    and sub-pixel polygons are drawn to about half a pixel, which would make a mask depend on how
-    a road is split into lines.) Each segment is measured only over its bounding box.
+    A pixel is road when its centre (integer x, y) lies within width / 2 of the polyline, distances
+    measured on the ground: pixel steps are `pixel_size` = (sx, sy) long, in the units of `widths`
+    (pixels by default; metres with `pixel_size_m`). Exact, without anti-aliasing, and the same
+    rule for every segment and vertex. (OpenCV's thick lines and sub-pixel polygons are drawn to
+    about half a pixel, which would make a mask depend on how a road is split into lines.) Each
+    segment is measured only over its bounding box.
 
-    lines_xy: (N_i, 2) float pixel (x, y) polylines; widths_px: one full width per line, at least 1.
-    Returns (H, W) uint8 mask, 0 or 255.
+    lines_xy: (N_i, 2) float pixel (x, y) polylines; widths: one full width per line, at least
+    one pixel along both axes. Returns (H, W) uint8 mask, 0 or 255.
     """
-    if len(lines_xy) != len(widths_px):
-        raise ValueError(f"{len(lines_xy)} lines but {len(widths_px)} widths")
+    if len(lines_xy) != len(widths):
+        raise ValueError(f"{len(lines_xy)} lines but {len(widths)} widths")
+    sx, sy = (float(v) for v in pixel_size)
+    if not (sx > 0 and sy > 0):
+        raise ValueError(f"pixel_size: must be positive, got {pixel_size}")
     height, width = shape[:2]
     road = np.zeros((height, width), dtype=bool)
-    for line, line_width in zip(lines_xy, widths_px):
+    for line, line_width in zip(lines_xy, widths, strict=True):
         points = np.asarray(line, dtype=np.float64).reshape(-1, 2)
-        radius = max(float(line_width), 1.0) / 2.0
-        segments = zip(points[:-1], points[1:]) if len(points) > 1 else [(points[0], points[0])]
+        radius = max(float(line_width), sx, sy) / 2.0
+        reach = np.array([radius / sx, radius / sy])
+        segments = (zip(points[:-1], points[1:], strict=True) if len(points) > 1
+                    else [(points[0], points[0])])
         for start, end in segments:
-            x0, y0 = np.maximum(np.floor(np.minimum(start, end) - radius), 0).astype(int)
-            x1, y1 = np.minimum(np.ceil(np.maximum(start, end) + radius),
+            x0, y0 = np.maximum(np.floor(np.minimum(start, end) - reach), 0).astype(int)
+            x1, y1 = np.minimum(np.ceil(np.maximum(start, end) + reach),
                                 [width - 1, height - 1]).astype(int)
             if x0 > x1 or y0 > y1:
                 continue
-            dx = np.arange(x0, x1 + 1)[None, :] - start[0]
-            dy = np.arange(y0, y1 + 1)[:, None] - start[1]
-            direction = end - start
+            dx = (np.arange(x0, x1 + 1)[None, :] - start[0]) * sx
+            dy = (np.arange(y0, y1 + 1)[:, None] - start[1]) * sy
+            direction = (end - start) * [sx, sy]
             length2 = float(direction @ direction)
             along = (np.clip((dx * direction[0] + dy * direction[1]) / length2, 0.0, 1.0)
                      if length2 > 0 else 0.0)
@@ -253,10 +220,19 @@ def render_road_mask(lines_xy: list[np.ndarray], widths_px: list[float],
     return road.astype(np.uint8) * 255
 
 
-def render_tile_mask(lines: list[RoadLine], transform: GeoTransform,
-                     shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) uint8 0/255 road mask of a tile from its lon/lat road lines, widths by road_type."""
-    metres_per_pixel = transform.metres_per_pixel()
-    return render_road_mask([transform.to_pixel(line.coords) for line in lines],
-                            [road_width_m(line.properties) / metres_per_pixel for line in lines],
-                            shape)
+def render_tile_mask(lines: list[RoadLine], georeference: Georeference,
+                     pixel_size_m: tuple[float, float] | None = None,
+                     label_path: Path | None = None) -> np.ndarray:
+    """(H, W) uint8 0/255 road mask of a raster (H, W = georeference.shape) from its road lines,
+    widths in metres by road_type.
+
+    pixel_size_m: ground size (sx, sy) of a pixel; by default the raster's own
+    (`Georeference.pixel_size_m`). label_path: the labels' file, named in the warning about
+    positions outside the raster (`project_lines`).
+    """
+    sx, sy = georeference.pixel_size_m() if pixel_size_m is None else pixel_size_m
+    # Measured in pixels along x, so that square pixels give the masks of pixel-unit widths bit
+    # for bit (the shipped toy dataset's).
+    return render_road_mask(project_lines(lines, georeference, label_path),
+                            [road_width_m(line.properties) / sx for line in lines],
+                            georeference.shape, (1.0, sy / sx))

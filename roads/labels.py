@@ -7,6 +7,9 @@ and junction, of radius the road's half-width at the node plus a margin, so that
 road as in the paper's figure. Classes depend on degrees only, so they are invariant under flips
 and rotations and augmentation moves labels without remapping them.
 
+Pixels without image data (`valid` False: outside the scene, an alpha of 0) are labelled
+IGNORE_INDEX, and a road that runs into them is cut like a road at the tile border, not a dead end.
+
 Labels are derived from the whole tile (a crop border would invent dead ends) once per tile:
 `LabelCache` keeps the node disks, a few hundred bytes per tile, and renders the label images
 from the mask on each call (milliseconds), so that no worker holds gigabytes of label images.
@@ -18,7 +21,7 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
-from roads.classes import BACKGROUND, DEAD_END, FOUR_OR_MORE, ROAD, THREE_WAY
+from roads.classes import BACKGROUND, DEAD_END, FOUR_OR_MORE, IGNORE_INDEX, ROAD, THREE_WAY
 from roads.graph import (
     DEFAULT_HOLE_AREA,
     DEFAULT_JUNCTION_MERGE_FACTOR,
@@ -58,9 +61,10 @@ class LabelParams:
 
     min_object_area, hole_area, spur_length, junction_merge_factor: the road graph's cleaning,
         spur pruning and junction merging (see `roads.graph` for the reasons of the defaults).
-    border_margin: a degree-1 node is a road cut by the tile border, not a dead end, when its
-        inscribed circle (the road's cross-section, the area outside the tile counting as road)
-        comes within this many pixels of the border. The skeleton of a cut road stops about a
+    border_margin: a degree-1 node is a road cut by the tile border or by invalid pixels, not a
+        dead end, when its inscribed circle (the road's cross-section, the area outside the tile
+        and the invalid pixels counting as road) comes within this many pixels of the border or
+        of an invalid pixel. The skeleton of a cut road stops about a
         half-width short of the border, so a fixed distance would not do for every road width;
         4 px absorbs the skeleton's one- or two-pixel jitter.
     disk_margin: pixels added to the half-width so that a disk covers the road's edges (3 px,
@@ -89,9 +93,21 @@ class LabelParams:
                               f"got {self.min_quarter_radius}")
 
 
-def node_disks(mask: np.ndarray, params: LabelParams = LabelParams()) -> np.ndarray:
+def _valid_or_none(valid: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """(H, W) bool validity, or None when every pixel is valid (labels as without a mask)."""
+    if valid is None:
+        return None
+    valid = np.asarray(valid, dtype=bool)
+    if valid.shape != tuple(shape):
+        raise ValueError(f"valid mask is {valid.shape}, the road mask {tuple(shape)}")
+    return None if valid.all() else valid
+
+
+def node_disks(mask: np.ndarray, params: LabelParams = LabelParams(),
+               valid: np.ndarray | None = None) -> np.ndarray:
     """(K, 4) float disks (x, y, radius, class) at the dead ends and junctions of an (H, W) mask
-    (bool, 0/1 or 0/255); degree-2 nodes and cut road ends get none."""
+    (bool, 0/1 or 0/255); degree-2 nodes and road ends cut by the border or by the invalid pixels
+    of `valid` ((H, W) bool, default all valid) get none."""
     road = clean_mask(mask, params.min_object_area, params.hole_area)
     graph = mask_to_graph(road, min_object_area=0, hole_area=0, spur_length=params.spur_length,
                           simplify_epsilon=None, junction_merge_factor=params.junction_merge_factor)
@@ -99,6 +115,12 @@ def node_disks(mask: np.ndarray, params: LabelParams = LabelParams()) -> np.ndar
     # border test wants: a road cut by the border keeps its full width up to the border.
     half_width = cv2.distanceTransform(road.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
     height, width = road.shape
+    valid = _valid_or_none(valid, (height, width))
+    if valid is not None:
+        # The same for invalid pixels: distance to them, and half-widths with them as road.
+        to_invalid = cv2.distanceTransform(valid.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+        cut_width = cv2.distanceTransform((road | ~valid).astype(np.uint8), cv2.DIST_L2,
+                                          cv2.DIST_MASK_5)
     disks = []
     for node, degree in graph.degree():
         x, y = graph.nodes[node]["pos"]
@@ -107,6 +129,9 @@ def node_disks(mask: np.ndarray, params: LabelParams = LabelParams()) -> np.ndar
         if degree == 1:
             to_border = min(x, y, width - 1 - x, height - 1 - y)
             if to_border <= radius + params.border_margin:
+                continue
+            if (valid is not None
+                    and to_invalid[row, col] <= cut_width[row, col] + params.border_margin):
                 continue
             node_class = DEAD_END
         elif degree == 3:
@@ -119,14 +144,15 @@ def node_disks(mask: np.ndarray, params: LabelParams = LabelParams()) -> np.ndar
     return np.array(disks, dtype=float).reshape(-1, 4)
 
 
-def render_labels(mask: np.ndarray, disks: np.ndarray,
-                  params: LabelParams = LabelParams()) -> tuple[np.ndarray, np.ndarray]:
+def render_labels(mask: np.ndarray, disks: np.ndarray, params: LabelParams = LabelParams(),
+                  valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Label images of an (H, W) mask and its (K, 4) `node_disks`: (H, W) uint8 and
-    (ceil(H/4), ceil(W/4)) uint8, classes 0..4.
+    (ceil(H/4), ceil(W/4)) uint8, classes 0..4, IGNORE_INDEX where `valid` ((H, W) bool) is False.
 
     The 1/4 label is drawn from the same disks, not subsampled: road where the 4x4 area average
     of the mask is >= 0.5 (the segmentation's 1/4 target), then the disks scaled by 1/4 about
-    pixel centres with radius at least `min_quarter_radius`, so every disk survives.
+    pixel centres with radius at least `min_quarter_radius`, so every disk survives. A 1/4 pixel
+    is ignored where the 4x4 area average of validity is < 0.5 (the rule of `quarter_mask`).
     """
     road = np.asarray(mask) > 0
     full = np.where(road, ROAD, BACKGROUND).astype(np.uint8)
@@ -135,14 +161,19 @@ def render_labels(mask: np.ndarray, disks: np.ndarray,
     # Full pixel centre c lies at (c + 0.5) / 4 - 0.5 in quarter pixels (4x4 blocks).
     _draw_disks(quarter, (disks[:, :2] + 0.5) / QUARTER - 0.5,
                 np.maximum(disks[:, 2] / QUARTER, params.min_quarter_radius), disks[:, 3])
+    valid = _valid_or_none(valid, road.shape)
+    if valid is not None:
+        full[~valid] = IGNORE_INDEX
+        quarter[~quarter_mask(valid)] = IGNORE_INDEX
     return full, quarter
 
 
-def connectivity_labels(mask: np.ndarray,
-                        params: LabelParams = LabelParams()) -> tuple[np.ndarray, np.ndarray]:
-    """(full (H, W) uint8, quarter (ceil(H/4), ceil(W/4)) uint8) connectivity labels, classes 0..4,
-    of an (H, W) mask (bool, 0/1 or 0/255)."""
-    return render_labels(mask, node_disks(mask, params), params)
+def connectivity_labels(mask: np.ndarray, params: LabelParams = LabelParams(),
+                        valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(full (H, W) uint8, quarter (ceil(H/4), ceil(W/4)) uint8) connectivity labels, classes 0..4
+    (IGNORE_INDEX at invalid pixels), of an (H, W) mask (bool, 0/1 or 0/255) and its optional
+    (H, W) bool validity."""
+    return render_labels(mask, node_disks(mask, params, valid), params, valid)
 
 
 def _draw_disks(image: np.ndarray, centers: np.ndarray, radii: np.ndarray,

@@ -7,11 +7,11 @@ import pytest
 
 from data_loader import label_cache
 from data_loader.label_cache import LabelCache
-from roads.classes import DEAD_END, FOUR_OR_MORE, ROAD, THREE_WAY, colorize
+from roads.classes import DEAD_END, FOUR_OR_MORE, IGNORE_INDEX, ROAD, THREE_WAY, colorize
 from roads.labels import LabelParams, connectivity_labels, node_disks, render_labels
+from tests.conftest import drawn
 from tools.labels import main
 from utils.errors import ConfigError, DataError
-from tests.conftest import drawn
 
 
 def ring(center=(100, 80), radius=50, width=24, size=(200, 200)) -> np.ndarray:
@@ -159,7 +159,7 @@ def test_cache_returns_identical_labels_and_reuses_the_disk_file(tmp_path, monke
     monkeypatch.setattr(label_cache, "node_disks",
                         lambda *args: calls.append(args) or np.zeros((0, 4)))
     second = LabelCache(LabelParams(), tmp_path / "cache").labels(mask_path, ASYMMETRIC)
-    for a, b, c in zip(expected, first, second):
+    for a, b, c in zip(expected, first, second, strict=False):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
     assert calls == []
@@ -229,3 +229,49 @@ def test_unwritable_cache_folder_warns_and_keeps_labels_in_memory(tmp_path):
     assert THREE_WAY in full
     again, _ = cache.labels(mask_path, T_JUNCTION)
     np.testing.assert_array_equal(full, again)
+
+
+def invalid_beyond(column: int, shape=(200, 200)) -> np.ndarray:
+    """(H, W) bool validity: no image data from `column` on (a scene edge through the tile)."""
+    valid = np.ones(shape, bool)
+    valid[:, column:] = False
+    return valid
+
+
+def test_a_road_running_into_no_data_is_not_a_dead_end():
+    # The road's cap ends at x = 165; its image stops at x = 160 (SpaceNet's black scene edge).
+    assert len(node_disks(DEAD_END_ROAD, valid=invalid_beyond(160))) == 0
+    # No-data far from the end changes nothing: the dead end stays.
+    far = node_disks(DEAD_END_ROAD, valid=invalid_beyond(190))
+    np.testing.assert_array_equal(far, node_disks(DEAD_END_ROAD))
+    # A junction next to no-data stays a junction.
+    assert node_disks(T_JUNCTION, valid=invalid_beyond(180))[:, 3].tolist() == [THREE_WAY]
+
+
+def test_invalid_pixels_are_ignored_at_both_resolutions():
+    valid = invalid_beyond(150)
+    valid[:6] = False  # also a strip thinner than a 4x4 block's half at the top
+    full, quarter = connectivity_labels(CROSSING, valid=valid)
+    assert (full[~valid] == IGNORE_INDEX).all() and (full[valid] != IGNORE_INDEX).all()
+    assert (quarter[:, 150 // 4 + 1:] == IGNORE_INDEX).all()
+    assert (quarter[:1] == IGNORE_INDEX).all() and (quarter[2:, :36] != IGNORE_INDEX).all()
+    plain_full, plain_quarter = connectivity_labels(CROSSING)
+    np.testing.assert_array_equal(full[valid], plain_full[valid])
+    assert full[100, 100] == FOUR_OR_MORE
+    # All valid is the same as no validity at all.
+    for a, b in zip(connectivity_labels(CROSSING, valid=np.ones((200, 200), bool)),
+                    (plain_full, plain_quarter), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cache_key_follows_the_validity(tmp_path, monkeypatch):
+    mask_path = tmp_path / "tile.png"
+    cv2.imwrite(str(mask_path), DEAD_END_ROAD)
+    cache = LabelCache(LabelParams(), tmp_path / "cache")
+    with_dead_end = cache.labels(mask_path, DEAD_END_ROAD)[0]
+    cut = cache.labels(mask_path, DEAD_END_ROAD, invalid_beyond(160))[0]
+    assert (with_dead_end == DEAD_END).any() and not (cut == DEAD_END).any()
+    assert (cut[:, 160:] == IGNORE_INDEX).all()
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+    np.testing.assert_array_equal(
+        cache.labels(mask_path, DEAD_END_ROAD, np.ones((200, 200), bool))[0], with_dead_end)

@@ -4,16 +4,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import tifffile
+import rasterio
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from base.base_data_loader import BaseDataLoader, ShardSampler
-from roads.labels import connectivity_labels
 from data_loader.data_loaders import RoadDataLoader, SpaceNetDataLoader
 from data_loader.datasets import ImageFolderDataset, RoadDataset
-from roads.labels import quarter_mask
+from roads.labels import connectivity_labels, quarter_mask
 from utils.errors import ConfigError, DataError
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -35,7 +34,11 @@ def write_tile(split_dir: Path, stem: str, mask: np.ndarray, suffix: str) -> Non
         (split_dir / folder).mkdir(parents=True, exist_ok=True)
     image = np.dstack([mask.astype(np.uint8) * 255] * 3)
     if suffix == ".tif":
-        tifffile.imwrite(split_dir / "images" / f"{stem}.tif", image, photometric="rgb")
+        with rasterio.open(split_dir / "images" / f"{stem}.tif", "w", driver="GTiff",
+                           height=image.shape[0], width=image.shape[1], count=3, dtype="uint8",
+                           crs="EPSG:4326", transform=rasterio.Affine(1e-5, 0, -115.3, 0, -1e-5,
+                                                                      36.2)) as dataset:
+            dataset.write(image.transpose(2, 0, 1))
     else:
         cv2.imwrite(str(split_dir / "images" / f"{stem}{suffix}"), image)
     cv2.imwrite(str(split_dir / "masks" / f"{stem}.png"), mask.astype(np.uint8) * 255)
@@ -88,7 +91,7 @@ def test_augmented_crops_keep_image_mask_and_labels_aligned(data_dir):
         # HSV jitter moves a grey 255 or 0 by at most 15 + 5: the image still shows the mask.
         assert torch.equal(grey > 127, mask)
         assert torch.all(conn[mask] > 0) and torch.all(mask[conn == 2])
-        for m, m4 in zip(batch["mask"].numpy(), batch["mask_quarter"].numpy()):
+        for m, m4 in zip(batch["mask"].numpy(), batch["mask_quarter"].numpy(), strict=False):
             np.testing.assert_array_equal(m4, quarter_mask(m))
 
 
@@ -145,7 +148,7 @@ def test_reproducible_for_a_seed_and_new_crops_each_epoch(data_dir):
     assert same(serial[0], serial[2]) and not same(serial[0], serial[1])
     assert not same(serial[0], epoch_batches(0, seed=1)[0])
     parallel = epoch_batches(2)  # persistent workers must see set_epoch too
-    assert all(same(s, p) for s, p in zip(serial, parallel))
+    assert all(same(s, p) for s, p in zip(serial, parallel, strict=False))
 
 
 def test_sampler_order_depends_on_seed_and_epoch_only():
@@ -194,6 +197,12 @@ def test_config_errors_name_the_key(data_dir, tmp_path):
         SpaceNetDataLoader(**loader_args(data_dir, crop_size=48))
     with pytest.raises(ConfigError, match=r"data_loader\.args\.std"):
         SpaceNetDataLoader(**loader_args(data_dir, std=[0.1, 0.0, 0.1]))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.bands: expected 3"):
+        SpaceNetDataLoader(**loader_args(data_dir, bands=[0, 1, 2]))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.nodata_color: expected a list"):
+        SpaceNetDataLoader(**loader_args(data_dir, nodata_color=255))
+    with pytest.raises(DataError, match=r"t0\.tif: bands \[4, 2, 1\] selects band 4"):
+        SpaceNetDataLoader(**loader_args(data_dir, bands=[4, 2, 1]))
 
 
 def test_bad_tile_fails_at_construction(tmp_path):
@@ -208,8 +217,73 @@ def test_image_folder_dataset(data_dir):
     dataset = ImageFolderDataset(data_dir / "train" / "images", mean=MEAN, std=STD)
     item = dataset[1]
     assert item["stem"] == "t1" and item["image_path"].endswith("t1.tif")
-    assert item["image"].shape == (3, 128, 128) and item["image"].dtype == torch.float32
-    assert item["raw_image"].shape == (128, 128, 3) and item["raw_image"].dtype == torch.uint8
-    assert item["raw_image"][64, 64, 0] == 255 and item["image"][0, 64, 64] == 2.0
+    scene = item["image"]  # read window by window, as the predictor does
+    assert scene.shape == (128, 128) and scene.valid is None
+    window = scene.read(32, 48, 64, 40)
+    assert window.shape == (3, 64, 40) and window.dtype == torch.float32
+    whole = scene.read(0, 0, 128, 128)
+    assert whole[0, 64, 64] == 2.0  # the raw 255 of the image, normalized
+    torch.testing.assert_close(whole[:, 32:96, 48:88], window)
+    assert scene.valid.shape == (128, 128) and scene.valid.all()
+    scene.close()
     with pytest.raises(DataError, match="no images"):
         ImageFolderDataset(data_dir / "val" / "geojson")
+
+
+def nodata_tile(root: Path) -> Path:
+    """A 128 px PNG tile whose right 40 columns are white no-data (Massachusetts Roads style)
+    with the mask's roads drawn on through them, and a validity file masking the top 8 rows."""
+    write_tile(root / "train", "m0", cross_mask(128, 128), ".png")
+    image = cv2.imread(str(root / "train/images/m0.png"))
+    image[image == 255] = 200  # road grey: only the no-data is white
+    image[:, 88:] = 255
+    cv2.imwrite(str(root / "train/images/m0.png"), image)
+    valid = np.full((128, 128), 255, np.uint8)
+    valid[:8] = 0
+    (root / "train" / "valid").mkdir()
+    cv2.imwrite(str(root / "train/valid/m0.png"), valid)
+    return root
+
+
+def test_nodata_pixels_are_ignored_in_every_target(tmp_path):
+    root = nodata_tile(tmp_path)
+    dataset = RoadDataset(root, "train", training=False, nodata_color=[255, 255, 255],
+                          mean=MEAN, std=STD)
+    item = dataset[0]
+    invalid = np.zeros((128, 128), bool)
+    invalid[:, 88:] = invalid[:8] = True
+    for key in ("mask", "conn"):
+        np.testing.assert_array_equal(item[key].numpy() == 255, invalid, err_msg=key)
+    mask = item["mask"].numpy()
+    np.testing.assert_array_equal(mask[~invalid], cross_mask(128, 128)[~invalid])
+    np.testing.assert_array_equal(item["mask_quarter"].numpy() == 255,
+                                  quarter_mask(invalid))
+    np.testing.assert_array_equal(item["conn_quarter"].numpy() == 255, quarter_mask(invalid))
+    # The road to the top border ends in the invalid rows and the cross road runs into the
+    # no-data: a 4-way junction remains, and no dead end is invented.
+    conn = item["conn"].numpy()
+    assert (conn[55:73, 55:73] == 4).any() and (conn[100:120, 55:73] == 1).any()
+    assert not (conn[:, 72:88] == 1).any()  # the cut at the no-data edge (x = 88)
+    # Training crops carry the 255s too.
+    crops = RoadDataset(root, "train", crop_size=CROP, nodata_color=[255, 255, 255], seed=1)
+    assert set(np.unique(crops[0]["mask"].numpy())) <= {0, 1, 255}
+    # Without the no-data color only the validity file masks pixels.
+    plain = RoadDataset(root, "train", training=False, mean=MEAN, std=STD)[0]
+    top_rows = np.zeros((128, 128), bool)
+    top_rows[:8] = True
+    np.testing.assert_array_equal(plain["mask"].numpy() == 255, top_rows)
+
+
+def test_image_folder_dataset_reads_raw_uint16_with_its_validity(tmp_path):
+    raw = np.random.default_rng(0).integers(1, 2048, (3, 64, 64), dtype=np.uint16)
+    raw[:, :, :10] = 0
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    with rasterio.open(folder / "scene.tif", "w", driver="GTiff", height=64, width=64, count=3,
+                       dtype="uint16", crs="EPSG:32611", compress="lzw",
+                       transform=rasterio.Affine(0.3, 0, 652_000, 0, -0.3, 4_000_000)) as out:
+        out.write(raw)
+    item = ImageFolderDataset(folder, mean=MEAN, std=STD, nodata_color=[0, 0, 0])[0]
+    assert item["raw_image"].dtype == torch.uint8
+    assert item["valid"].dtype == torch.bool and item["valid"].sum() == 64 * 54
+    assert item["raw_image"][:, 10:].float().mean() > 60 and (item["raw_image"][:, :10] == 0).all()

@@ -22,7 +22,8 @@ def test_soft_iou_uniform_prediction():
     # Background: 1 pixel -> I = 0.5, U = 2 + 1 - 0.5 = 2.5. Mean -(1.5/3.5 + 0.5/2.5)/2.
     target = torch.tensor([[[0, 1], [1, 1]]])
     expected = -(1.5 / 3.5 + 0.5 / 2.5) / 2
-    assert soft_iou_loss(torch.zeros(1, 2, 2, 2), target).item() == pytest.approx(expected, abs=1e-4)
+    loss = soft_iou_loss(torch.zeros(1, 2, 2, 2), target).item()
+    assert loss == pytest.approx(expected, abs=1e-4)
 
 
 def test_soft_iou_ignores_255():
@@ -44,7 +45,8 @@ def test_balanced_cross_entropy_perfect_and_uniform():
     perfect = one_hot_logits(target.clamp(max=4), 5)
     assert balanced_cross_entropy(perfect, target).item() < 1e-6
     # Uniform logits: every pixel costs ln 5, whatever the weights.
-    assert balanced_cross_entropy(torch.zeros(1, 5, 2, 3), target).item() == pytest.approx(math.log(5), abs=1e-4)
+    uniform = balanced_cross_entropy(torch.zeros(1, 5, 2, 3), target).item()
+    assert uniform == pytest.approx(math.log(5), abs=1e-4)
 
 
 def test_balanced_cross_entropy_ignores_255():
@@ -74,3 +76,34 @@ def test_joint_loss_terms_and_weights():
                          + 2 * terms["seg/stack2"] + terms["conn/stack2"]))
     assert terms["total"].item() == pytest.approx(expected.item(), abs=1e-4)
 
+
+
+def test_joint_loss_leaves_out_invalid_pixels_at_both_resolutions():
+    """Targets 255 at no-data pixels (the left half): the loss is that of the valid half alone,
+    whatever the network predicts on the no-data."""
+    generator = torch.Generator().manual_seed(0)
+    mask = (torch.rand(2, 8, 8, generator=generator) > 0.5).long()
+    conn = torch.randint(0, 5, (2, 8, 8), generator=generator)
+    quarter_mask, quarter_conn = mask[:, ::4, ::4], conn[:, ::4, ::4]
+
+    def outputs(full: int, quarter: int) -> RoadOutputs:
+        def logits(channels, size):
+            return torch.randn(2, channels, size, size, generator=generator)
+        return RoadOutputs(segmentation=[logits(2, quarter), logits(2, full)],
+                           connectivity=[logits(5, quarter), logits(5, full)])
+
+    predicted = outputs(8, 2)
+    ignored = {"mask": mask.clone(), "conn": conn.clone(), "mask_quarter": quarter_mask.clone(),
+               "conn_quarter": quarter_conn.clone()}
+    for key, size in (("mask", 4), ("conn", 4), ("mask_quarter", 1), ("conn_quarter", 1)):
+        ignored[key][..., :size] = 255
+    valid_half = {"mask": mask[..., 4:], "conn": conn[..., 4:],
+                  "mask_quarter": quarter_mask[..., 1:], "conn_quarter": quarter_conn[..., 1:]}
+    cropped = RoadOutputs(segmentation=[predicted.segmentation[0][..., 1:],
+                                        predicted.segmentation[1][..., 4:]],
+                          connectivity=[predicted.connectivity[0][..., 1:],
+                                        predicted.connectivity[1][..., 4:]])
+    loss = JointLoss()
+    whole, half = loss(predicted, ignored), loss(cropped, valid_half)
+    for name in ("seg/final", "seg/stack1", "conn/final", "conn/stack1", "total"):
+        assert whole[name].item() == pytest.approx(half[name].item(), abs=1e-5), name

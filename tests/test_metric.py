@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.metrics import (RoadMetrics, connectivity_confusion, mean_iou, pixel_counts,
-                          relaxed_counts)
+from evaluation.metrics import (
+    RoadMetrics,
+    connectivity_confusion,
+    mean_iou,
+    pixel_counts,
+    relaxed_counts,
+)
 
 
 def mask(shape, pixels):
@@ -157,3 +162,29 @@ def test_per_image_means_of_precision_recall_f1():
     assert result["mean_image_recall"] == pytest.approx(0.75)
     assert result["mean_image_f1"] == pytest.approx(5 / 6)
     assert result["recall"] == pytest.approx(3 / 4)
+
+
+def test_invalid_pixels_count_in_no_score():
+    rng = np.random.default_rng(4)
+    pred, true = rng.random((2, 30, 40)) < 0.3
+    valid = np.ones((30, 40), bool)
+    valid[:, 25:] = False
+    # On the invalid part: garbage that would change every score if it counted.
+    pred_garbage, true_garbage = pred.copy(), true.copy()
+    pred_garbage[:, 25:], true_garbage[:, 25:] = True, False
+    assert pixel_counts(pred_garbage, true_garbage, valid) == pixel_counts(pred[:, :25],
+                                                                           true[:, :25])
+    # Relaxed: a truth pixel across the no-data edge does not match a valid prediction either.
+    assert relaxed_counts(pred_garbage, true_garbage, 2, valid) == relaxed_counts(
+        pred[:, :25], true[:, :25], 2)
+    conn_pred, conn_true = rng.integers(0, 5, (2, 30, 40))
+    confusion = connectivity_confusion(conn_pred, conn_true, valid=valid)
+    np.testing.assert_array_equal(confusion,
+                                  connectivity_confusion(conn_pred[:, :25], conn_true[:, :25]))
+    with_valid, cropped = RoadMetrics(rho=2), RoadMetrics(rho=2)
+    scores = with_valid.update(pred_garbage, true_garbage, conn_pred, conn_true, valid=valid)
+    assert scores == cropped.update(pred[:, :25], true[:, :25], conn_pred[:, :25],
+                                    conn_true[:, :25])
+    assert with_valid.result() == cropped.result()
+    with pytest.raises(ValueError, match="shape"):
+        pixel_counts(pred, true, valid[:, :10])

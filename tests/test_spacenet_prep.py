@@ -8,10 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import tifffile
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp
 
-from roads.geo import GeoTransform, read_geotransform
-from tools.spacenet import LABEL_NAME, assign_splits, stretch_to_uint8, tile_stem
+from data_loader.tiles import read_raster, stretch_to_uint8
+from roads.georeference import read_georeference
+from tools.spacenet import LABEL_NAME, assign_splits, tile_stem
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = Path("/work/shared/spacenet3-geojson-sample")
@@ -20,12 +23,22 @@ SIZE = 130
 CORNERS = {990: (-115.2092376, 36.1809477), 995: (-115.2092376, 36.1984977)}
 
 
-def write_raw_tiff(path: Path, bands: int, corner: tuple, seed: int) -> None:
-    """A SpaceNet-like uint16 tile of 11-bit values with ModelPixelScale/ModelTiepoint tags."""
-    image = np.random.default_rng(seed).integers(1, 2048, (SIZE, SIZE, bands), dtype=np.uint16)
-    tifffile.imwrite(path, image, photometric="rgb", extrasamples=[0] * (bands - 3), extratags=[
-        (33550, "d", 3, (2.7e-5, 2.7e-5, 0.0), True),
-        (33922, "d", 6, (0.0, 0.0, 0.0, *corner, 0.0), True)])
+def write_raw_tiff(path: Path, bands: int, corner: tuple, seed: int, crs="EPSG:4326",
+                   alpha: np.ndarray | None = None, **options) -> None:
+    """A SpaceNet-like uint16 tile of 11-bit values in EPSG:4326 (as distributed); with `alpha`,
+    an RGBA tile whose fourth band is an alpha band; other extra bands are undefined."""
+    image = np.random.default_rng(seed).integers(1, 2048, (bands, SIZE, SIZE), dtype=np.uint16)
+    colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue] + [
+        ColorInterp.undefined] * (bands - 3)
+    if alpha is not None:
+        image = np.concatenate([image, alpha[None].astype(np.uint16)])
+        colorinterp.append(ColorInterp.alpha)
+        options["alpha"] = "yes"  # TIFF ExtraSamples = unassociated alpha
+    with rasterio.open(path, "w", driver="GTiff", height=SIZE, width=SIZE, count=len(image),
+                       dtype="uint16", crs=crs, transform=Affine(2.7e-5, 0, corner[0], 0, -2.7e-5,
+                                                                 corner[1]), **options) as out:
+        out.write(image)
+        out.colorinterp = colorinterp
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +100,8 @@ def test_good_tiles_are_written_and_bad_ones_skipped_with_a_summary(prepared):
     for name in ("img6.tif", "img7.geojson", "img8.tif", "img9.tif", "img10.geojson"):
         assert name in result.stderr  # each warning names its file
     stems = ["AOI_2_Vegas_img5", "AOI_2_Vegas_img990", "AOI_2_Vegas_img995"]
-    for folder, ext in (("images", "tif"), ("masks", "png"), ("geojson", "geojson")):
+    for folder, ext in (("images", "tif"), ("masks", "png"), ("valid", "png"),
+                        ("geojson", "geojson")):
         names = sorted(p.name for p in (dst / "train" / folder).iterdir())
         assert names == [f"{stem}.{ext}" for stem in stems]
 
@@ -96,10 +110,13 @@ def test_images_are_8bit_and_keep_their_georeference(prepared, aoi):
     _, dst = prepared
     for n in (990, 995):
         path = dst / "train/images" / f"AOI_2_Vegas_img{n}.tif"
-        image = tifffile.imread(path)
+        with rasterio.open(path) as dataset:
+            image = dataset.read().transpose(1, 2, 0)
         assert image.dtype == np.uint8 and image.shape == (SIZE, SIZE, 3)
         assert image.min() == 0 and image.max() == 255  # the 2..98 % stretch saturates both ends
-        assert read_geotransform(path) == GeoTransform(*CORNERS[n], 2.7e-5, 2.7e-5)
+        georeference = read_georeference(path)
+        assert georeference.crs.to_epsg() == 4326
+        assert georeference.transform == Affine(2.7e-5, 0, CORNERS[n][0], 0, -2.7e-5, CORNERS[n][1])
 
 
 def test_masks_show_the_roads_and_geojson_is_copied(prepared, aoi):
@@ -129,6 +146,10 @@ def test_random_split_by_fractions(aoi, tmp_path):
     (["--src", "{tmp}"], "no tiles found"),
     (["--src", "{aoi}", "--split", "train", "--val-fraction", "0.2"], "--split cannot be combined"),
     (["--src", "{aoi}", "--val-fraction", "0.7", "--test-fraction", "0.7"], "sum to at most 1"),
+    (["--src", "{aoi}", "--bands", "0,1,2"], "--bands: expected 3"),
+    (["--src", "{aoi}", "--nodata-color", "0,0"], "--nodata-color: expected 3"),
+    (["--src", "{aoi}", "--nodata-color", "black"], "expected comma-separated numbers"),
+    (["--src", "{aoi}", "--workers", "0"], "--workers must be >= 1"),
 ])
 def test_bad_input_is_one_line_without_traceback(aoi, tmp_path, args, message):
     args = [a.format(tmp=tmp_path, aoi=aoi) for a in args]
@@ -166,3 +187,79 @@ def test_assign_splits_is_seeded_and_exhaustive():
     assert sorted(splits) == sorted(stems)
     assert sorted(splits.values()).count("val") == 2 and list(splits.values()).count("test") == 5
     assert set(assign_splits(stems, "train", 0.1, 0.1, seed=0).values()) == {"train"}
+
+
+FIXTURE = Path(__file__).parent / "data" / "spacenet-vegas-pan"
+
+
+@pytest.fixture(scope="module")
+def real_formats(tmp_path_factory) -> Path:
+    """Tiles as SpaceNet distributes them: LZW RGB + alpha with transparent corners (the tile the
+    old tifffile reader skipped), a UTM copy, the real PAN crop, and a raster without CRS."""
+    src = tmp_path_factory.mktemp("AOI_2_Vegas_formats")
+    images, labels = src / "RGB-PanSharpen", src / "geojson_roads"
+    images.mkdir()
+    labels.mkdir()
+    alpha = np.full((SIZE, SIZE), 255, np.uint8)
+    alpha[:30, :30] = alpha[-20:, -40:] = 0
+
+    def label(n: int, source: Path = SAMPLES / "AOI_2_Vegas_img990.geojson") -> None:
+        name = f"SN3_roads_train_AOI_2_Vegas_geojson_roads_img{n}.geojson"
+        shutil.copyfile(source, labels / name)
+
+    write_raw_tiff(images / "RGB-PanSharpen_AOI_2_Vegas_img1.tif", 3, CORNERS[990], seed=1,
+                   alpha=alpha, compress="lzw", photometric="rgb")
+    label(1)
+    write_raw_tiff(images / "RGB-PanSharpen_AOI_2_Vegas_img2.tif", 3, (0, 0), seed=2, crs=None)
+    label(2)
+    pan = src / "PAN"
+    pan.mkdir()
+    shutil.copyfile(FIXTURE / "pan_crop.tif", pan / "PAN_AOI_2_Vegas_img3.tif")
+    label(3, FIXTURE / "roads.geojson")
+    return src
+
+
+def test_lzw_rgba_tile_prepares_with_its_validity(real_formats, tmp_path):
+    result = prepare("--src", real_formats, "--dst", tmp_path, "--split", "train")
+    assert result.returncode == 0, result.stderr
+    assert "wrote 1 tiles" in result.stdout and "no georeference: 1" in result.stdout
+    assert "img2.tif: no CRS and geotransform, cannot place the GeoJSON labels" in result.stderr
+    stem = "AOI_2_Vegas_img1"
+    valid = cv2.imread(str(tmp_path / f"train/valid/{stem}.png"), cv2.IMREAD_UNCHANGED)
+    alpha = np.full((SIZE, SIZE), 255, np.uint8)
+    alpha[:30, :30] = alpha[-20:, -40:] = 0
+    np.testing.assert_array_equal(valid, alpha)
+    raster = read_raster(tmp_path / f"train/images/{stem}.tif")
+    np.testing.assert_array_equal(raster.valid, alpha > 0)  # the image's own no-data mask
+    assert (raster.image[alpha == 0] == 0).all()
+    assert raster.image[alpha > 0].max() == 255 and raster.image[alpha > 0].min() == 0
+    mask = cv2.imread(str(tmp_path / f"train/masks/{stem}.png"), cv2.IMREAD_UNCHANGED)
+    assert 0.05 < (mask > 0).mean() < 0.5
+
+
+def test_real_pan_tile_prepares_from_its_folder(real_formats, tmp_path):
+    result = prepare("--src", real_formats, "--dst", tmp_path, "--split", "train",
+                     "--image-folder", "PAN")
+    assert result.returncode == 0, result.stderr
+    assert "wrote 1 tiles" in result.stdout
+    assert "roads.geojson: " not in result.stderr  # the copied label file is named for its stem
+    assert "road positions lie outside the 256x256 raster" in result.stderr
+    raster = read_raster(tmp_path / "train/images/AOI_2_Vegas_img3.tif")
+    pan = read_raster(FIXTURE / "pan_crop.tif")
+    np.testing.assert_array_equal(raster.image, pan.image)
+    assert raster.georeference.transform == pan.georeference.transform
+    mask = cv2.imread(str(tmp_path / "train/masks/AOI_2_Vegas_img3.png"), cv2.IMREAD_UNCHANGED)
+    with rasterio.open(FIXTURE / "spacenet_mask_crop.tif") as dataset:
+        theirs = dataset.read(1) > 0
+    assert ((mask > 0) & theirs).sum() / ((mask > 0) | theirs).sum() > 0.5
+
+
+def test_two_workers_write_the_same_files(aoi, tmp_path):
+    one = prepare("--src", aoi, "--dst", tmp_path / "one", "--split", "train")
+    two = prepare("--src", aoi, "--dst", tmp_path / "two", "--split", "train", "--workers", "2")
+    assert one.returncode == two.returncode == 0, two.stderr
+    assert one.stdout.replace("one", "two") == two.stdout
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.*"))
+    assert len(files) == 12
+    for path in files:
+        assert (tmp_path / "one" / path).read_bytes() == (tmp_path / "two" / path).read_bytes()

@@ -10,18 +10,14 @@ properties, and the mask that `render_tile_mask` draws from that GeoJSON. Tile N
 `tools.toy.roads`, the imagery from `tools.toy.imagery`.
 """
 import argparse
+import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from roads.geo import (
-    GeoTransform,
-    read_road_lines,
-    render_tile_mask,
-    write_geotiff,
-    write_road_lines,
-)
+from roads.geo import read_road_lines, render_tile_mask, write_road_lines
+from roads.georeference import Georeference, write_geotiff
 from tools.toy.imagery import TilePainter
 from tools.toy.roads import road_network
 from utils.errors import ConfigError, run_cli
@@ -31,14 +27,19 @@ AOI = "AOI_2_Vegas"
 DEGREES_PER_PIXEL = 2.7e-6
 ORIGIN_LONLAT = (-115.32, 36.25)   # north-west corner of the mosaic of toy tiles, Las Vegas
 MOSAIC_COLUMNS = 10
+PIXEL_SIZE_M = math.radians(DEGREES_PER_PIXEL) * 6_371_008.8
+"""Toy pixels are painted and masked as 0.300 m squares (2.7e-6 deg of latitude on the mean Earth
+radius): the toy world is drawn on a square grid although its lon/lat tags put 0.24 m east-west
+pixels in Las Vegas. Kept so that the shipped toy dataset stays as generated."""
 
 
-def tile_transform(number: int, size: int) -> GeoTransform:
+def tile_transform(number: int, size: int) -> Georeference:
     """Georeference of toy tile `number` (1-based): tiles side by side near Las Vegas."""
     column, row = (number - 1) % MOSAIC_COLUMNS, (number - 1) // MOSAIC_COLUMNS
-    return GeoTransform(lon0=ORIGIN_LONLAT[0] + column * size * DEGREES_PER_PIXEL,
-                        lat0=ORIGIN_LONLAT[1] - row * size * DEGREES_PER_PIXEL,
-                        dx=DEGREES_PER_PIXEL, dy=DEGREES_PER_PIXEL)
+    return Georeference.north_up_lonlat(lon0=ORIGIN_LONLAT[0] + column * size * DEGREES_PER_PIXEL,
+                                        lat0=ORIGIN_LONLAT[1] - row * size * DEGREES_PER_PIXEL,
+                                        dx=DEGREES_PER_PIXEL, dy=DEGREES_PER_PIXEL,
+                                        shape=(size, size))
 
 
 def write_tile(root: Path, split: str, number: int, seed: int, size: int) -> None:
@@ -46,7 +47,7 @@ def write_tile(root: Path, split: str, number: int, seed: int, size: int) -> Non
     rng = np.random.default_rng([seed, number])
     transform = tile_transform(number, size)
     roads = road_network(rng, size)
-    image = TilePainter(rng, roads, size, transform.metres_per_pixel()).paint()
+    image = TilePainter(rng, roads, size, PIXEL_SIZE_M).paint()
     stem = f"{AOI}_img{number}"
     folders = {name: root / split / name for name in ("images", "masks", "geojson")}
     for folder in folders.values():
@@ -56,7 +57,8 @@ def write_tile(root: Path, split: str, number: int, seed: int, size: int) -> Non
                      [road.properties for road in roads])
     write_geotiff(folders["images"] / f"{stem}.tif", image, transform, level=9)  # smaller repo
     # The mask comes from the written GeoJSON, exactly as for real SpaceNet labels.
-    mask = render_tile_mask(read_road_lines(geojson_path), transform, (size, size))
+    mask = render_tile_mask(read_road_lines(geojson_path), transform,
+                            (PIXEL_SIZE_M, PIXEL_SIZE_M))
     cv2.imwrite(str(folders["masks"] / f"{stem}.png"), mask)
 
 
@@ -110,7 +112,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="dataset root to write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=1300, help="tile side in pixels")
-    for split, count in zip(SPLITS, (12, 2, 4)):
+    for split, count in zip(SPLITS, (12, 2, 4), strict=False):
         parser.add_argument(f"--{split}", type=int, default=count, help=f"number of {split} tiles")
     args = parser.parse_args()
     if args.size < 64:
