@@ -19,6 +19,7 @@ from evaluation.apls_tile import AplsSettings, score_tile
 from evaluation.metrics import RoadMetrics
 from evaluation.postprocess import Prediction, predicted_graph, truth_lines
 from evaluation.predictor import (
+    ImageSource,
     PredictorSettings,
     SlidingWindowPredictor,
     TensorSource,
@@ -149,8 +150,8 @@ class Evaluator:
                 scores.update(self._graph_scores(item, true_mask, georeference, graph))
             self.rows.append({"stem": item["stem"], **{k: round(v, 6) for k, v in scores.items()}})
         if self.writer is not None:
-            self.writer.write(item["stem"], _numpy(item["raw_image"]), prediction, graph,
-                              georeference, true_mask)
+            image = _numpy(item["raw_image"]) if "raw_image" in item else None
+            self.writer.write(item["stem"], image, prediction, graph, georeference, true_mask)
         return TileResult(item, prediction, graph, scores)
 
     def _graph_scores(self, item: dict, true_mask: np.ndarray,

@@ -30,17 +30,17 @@ class PredictionWriter:
         for folder in ("masks", "prob", "conn", "overlay", "graphs"):
             (self.out / folder).mkdir(parents=True, exist_ok=True)
 
-    def write(self, stem: str, image: np.ndarray, prediction: Prediction, graph: nx.Graph,
+    def write(self, stem: str, image: np.ndarray | None, prediction: Prediction, graph: nx.Graph,
               transform: Georeference | None, true_mask: np.ndarray | None = None) -> None:
         """Save one tile's prediction.
 
-        image (H, W, 3) uint8 RGB; true_mask (H, W) bool, when known, for the overlay.
+        image (H, W, 3) uint8 RGB and true_mask (H, W) bool, when known, for the overlay.
         """
         self.stems.append(stem)
         write_picture(self.out / "masks" / f"{stem}.png", prediction.mask.astype(np.uint8) * 255)
         write_picture(self.out / "prob" / f"{stem}.png", prediction.probability)
         write_picture(self.out / "conn" / f"{stem}.png", colorize(prediction.connectivity))
-        if true_mask is not None:
+        if true_mask is not None and image is not None:
             write_picture(self.out / "overlay" / f"{stem}.jpg",
                           overlay(image, prediction.mask, true_mask))
         lines = graph_to_lines(graph)

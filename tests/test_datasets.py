@@ -283,7 +283,10 @@ def test_image_folder_dataset_reads_raw_uint16_with_its_validity(tmp_path):
                        dtype="uint16", crs="EPSG:32611", compress="lzw",
                        transform=rasterio.Affine(0.3, 0, 652_000, 0, -0.3, 4_000_000)) as out:
         out.write(raw)
-    item = ImageFolderDataset(folder, mean=MEAN, std=STD, nodata_color=[0, 0, 0])[0]
-    assert item["raw_image"].dtype == torch.uint8
-    assert item["valid"].dtype == torch.bool and item["valid"].sum() == 64 * 54
-    assert item["raw_image"][:, 10:].float().mean() > 60 and (item["raw_image"][:, :10] == 0).all()
+    scene = ImageFolderDataset(folder, mean=MEAN, std=STD, nodata_color=[0, 0, 0])[0]["image"]
+    stretched = scene.read(0, 0, 32, 64) * STD[0] + MEAN[0]  # back to [0, 1]
+    bottom = scene.read(32, 0, 32, 64)
+    assert stretched.dtype == bottom.dtype == torch.float32
+    assert scene.valid.dtype == bool and scene.valid.sum() == 64 * 54
+    assert stretched[:, :, 10:].mean() > 60 / 255 and (stretched[:, :, :10] == 0).all()
+    scene.close()
