@@ -151,7 +151,8 @@ class Evaluator:
             self.rows.append({"stem": item["stem"], **{k: round(v, 6) for k, v in scores.items()}})
         if self.writer is not None:
             image = _numpy(item["raw_image"]) if "raw_image" in item else None
-            self.writer.write(item["stem"], image, prediction, graph, georeference, true_mask)
+            self.writer.write(item["stem"], image, prediction, graph, georeference, true_mask,
+                              valid)
         return TileResult(item, prediction, graph, scores)
 
     def _graph_scores(self, item: dict, true_mask: np.ndarray,

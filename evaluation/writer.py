@@ -8,20 +8,26 @@ import networkx as nx
 import numpy as np
 
 from evaluation.postprocess import Prediction
-from roads.classes import colorize
+from roads.classes import IGNORE_INDEX, PALETTE, colorize
 from roads.geo import write_road_lines
-from roads.georeference import Georeference
-from roads.graph import graph_to_lines
+from roads.georeference import Georeference, write_cog
 from utils.distributed import gather_objects, is_main_process
 
-# Overlay colours (RGB): true positives green, false positives red, false negatives blue.
+# Overlay colors (RGB): true positives green, false positives red, false negatives blue.
 TRUE_POSITIVE = (0, 200, 0)
 FALSE_POSITIVE = (230, 0, 0)
 FALSE_NEGATIVE = (0, 90, 255)
 
 
 class PredictionWriter:
-    """Writes masks/, prob/, conn/, overlay/ and graphs/ under `out`, plus the submission rows."""
+    """Writes masks/, prob/, conn/, overlay/ and graphs/ under `out`, plus the submission rows.
+
+    A georeferenced tile's mask (0/255), road probability (x 255) and connectivity classes (with
+    their palette; 255 where the image has no data) are Cloud-Optimized GeoTIFFs on the input's
+    grid (CRS and transform), so they overlay the image in QGIS; other tiles get PNGs (the
+    classes in color). Graphs are GeoJSON: lon/lat (RFC 7946) for georeferenced tiles, else
+    pixels, each LineString with `gap: true` where the connectivity method closed a gap.
+    """
 
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
@@ -31,22 +37,39 @@ class PredictionWriter:
             (self.out / folder).mkdir(parents=True, exist_ok=True)
 
     def write(self, stem: str, image: np.ndarray | None, prediction: Prediction, graph: nx.Graph,
-              transform: Georeference | None, true_mask: np.ndarray | None = None) -> None:
+              georeference: Georeference | None, true_mask: np.ndarray | None = None,
+              valid: np.ndarray | None = None) -> None:
         """Save one tile's prediction.
 
-        image (H, W, 3) uint8 RGB and true_mask (H, W) bool, when known, for the overlay.
+        image (H, W, 3) uint8 RGB and true_mask (H, W) bool, when known, for the overlay; valid
+        (H, W) bool, the pixels with image data (None: all).
         """
         self.stems.append(stem)
-        write_picture(self.out / "masks" / f"{stem}.png", prediction.mask.astype(np.uint8) * 255)
-        write_picture(self.out / "prob" / f"{stem}.png", prediction.probability)
-        write_picture(self.out / "conn" / f"{stem}.png", colorize(prediction.connectivity))
+        mask = prediction.mask.astype(np.uint8) * 255
+        classes = prediction.connectivity
+        if valid is not None:
+            classes = np.where(valid, classes, IGNORE_INDEX).astype(np.uint8)
+        if georeference is not None:
+            write_cog(self.out / "masks" / f"{stem}.tif", mask, georeference)
+            write_cog(self.out / "prob" / f"{stem}.tif", prediction.probability, georeference,
+                      resampling="average")
+            write_cog(self.out / "conn" / f"{stem}.tif", classes, georeference,
+                      nodata=IGNORE_INDEX, colormap=PALETTE)
+        else:
+            write_picture(self.out / "masks" / f"{stem}.png", mask)
+            write_picture(self.out / "prob" / f"{stem}.png", prediction.probability)
+            write_picture(self.out / "conn" / f"{stem}.png", colorize(classes))
         if true_mask is not None and image is not None:
             write_picture(self.out / "overlay" / f"{stem}.jpg",
                           overlay(image, prediction.mask, true_mask))
-        lines = graph_to_lines(graph)
+        edges = list(graph.edges(data=True))
+        lines = [np.asarray(data["pts"], dtype=float) for _, _, data in edges]
         write_road_lines(self.out / "graphs" / f"{stem}.geojson",
-                         [transform.to_lonlat(line) if transform else line for line in lines])
-        self.submission += [(stem, wkt_linestring(line)) for line in lines] or [(stem, "LINESTRING EMPTY")]
+                         [georeference.to_lonlat(line) if georeference else line
+                          for line in lines],
+                         [{"gap": True} if data.get("gap") else {} for _, _, data in edges])
+        rows = [(stem, wkt_linestring(line)) for line in lines]
+        self.submission += rows or [(stem, "LINESTRING EMPTY")]
 
     def write_submission(self) -> Path:
         """`submission.csv` in the SpaceNet 3 format: ImageId,WKT_Pix, one row per LineString,
@@ -67,9 +90,9 @@ def overlay(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray,
             opacity: float = 0.6) -> np.ndarray:
     """The image with true positives, false positives and false negatives painted over it."""
     painted = image.copy()
-    for colour, where in ((TRUE_POSITIVE, prediction & truth), (FALSE_POSITIVE, prediction & ~truth),
+    for color, where in ((TRUE_POSITIVE, prediction & truth), (FALSE_POSITIVE, prediction & ~truth),
                           (FALSE_NEGATIVE, ~prediction & truth)):
-        painted[where] = colour
+        painted[where] = color
     return cv2.addWeighted(painted, opacity, image, 1 - opacity, 0)
 
 

@@ -3,6 +3,7 @@ import csv
 import json
 from pathlib import Path
 
+import rasterio
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -54,17 +55,26 @@ def test_resume_continues_epochs_and_schedule(tmp_path, tiny_dataset):
     assert state["lr_scheduler"]["T_max"] == 2
 
 
-def test_test_py_writes_every_output(config_file, tmp_path):
+def test_test_py_writes_every_output(config_file, tmp_path, tiny_dataset):
     assert run_command("train.py", "-c", str(config_file), "--epochs", "1").returncode == 0
     checkpoint = run_folder(tmp_path / "saved") / "model_best.pth"
     out = tmp_path / "out"
     result = run_command("test.py", "-r", str(checkpoint), "--out", str(out), "--tta")
     assert result.returncode == 0, result.stderr
     stem = "AOI_2_Vegas_img4"
-    for relative in (f"masks/{stem}.png", f"prob/{stem}.png", f"conn/{stem}.png",
+    for relative in (f"masks/{stem}.tif", f"prob/{stem}.tif", f"conn/{stem}.tif",
                      f"overlay/{stem}.jpg", f"graphs/{stem}.geojson", "metrics.json",
                      "per_image.csv", "submission.csv"):
         assert (out / relative).is_file(), relative
+    # The rasters of a georeferenced tile lie on its grid, so they overlay it in QGIS.
+    with rasterio.open(tiny_dataset / "test" / "images" / f"{stem}.tif") as image:
+        for kind in ("masks", "prob", "conn"):
+            with rasterio.open(out / kind / f"{stem}.tif") as written:
+                assert written.crs == image.crs and written.transform == image.transform
+                assert written.shape == image.shape and written.dtypes[0] == "uint8"
+        with rasterio.open(out / "conn" / f"{stem}.tif") as classes:
+            assert classes.colormap(1)[3][:3] == (60, 180, 75) and classes.nodata == 255
+            assert classes.overviews(1) or max(classes.shape) <= 512
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("road_iou", "precision", "recall", "f1", "mean_image_iou", "relaxed_precision",
                 "relaxed_recall", "relaxed_f1", "conn_miou", "apls"):
@@ -87,7 +97,7 @@ def test_test_py_predicts_a_folder_without_ground_truth(config_file, tmp_path, t
     result = run_command("test.py", "-r", str(checkpoint), "--images", str(images), "--out", str(out))
     assert result.returncode == 0, result.stderr
     stem = "AOI_2_Vegas_img4"
-    assert (out / "masks" / f"{stem}.png").is_file() and (out / "conn" / f"{stem}.png").is_file()
+    assert (out / "masks" / f"{stem}.tif").is_file() and (out / "conn" / f"{stem}.tif").is_file()
     assert not (out / "overlay" / f"{stem}.jpg").exists()
     graph = json.loads((out / "graphs" / f"{stem}.geojson").read_text())
     assert graph["type"] == "FeatureCollection"
