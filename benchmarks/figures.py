@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data_loader.datasets import label_params
+from data_loader.datasets import label_settings
 from data_loader.tiles import list_tiles, read_image, read_mask
 from roads.classes import DEAD_END, FOUR_OR_MORE, PALETTE, ROAD, THREE_WAY
 from roads.labels import connectivity_labels
@@ -34,7 +34,10 @@ def labelled_picture(image: np.ndarray, labels: np.ndarray, opacity: float = 0.5
 def labels_figure(data: Path, config: Path, split: str, count: int) -> np.ndarray:
     """`count` crops of `split`, those with the most kinds of node first, each with its labels."""
     settings = read_json(config)
-    params = label_params(settings["data_loader"]["args"].get("labels"), settings.get("graph"))
+    loader = settings["data_loader"]["args"]
+    labels, graph = label_settings(loader.get("labels"), settings.get("graph"))
+    size = loader.get("metres_per_pixel")
+    params = labels.params(graph, (size, size) if size else None)
     scored = []
     for tile in list_tiles(data / split):
         mask = read_mask(tile.mask_path)

@@ -30,10 +30,11 @@ from data_loader.transforms import (
     normalize,
 )
 from roads.classes import IGNORE_INDEX
-from roads.extraction import SKELETON_KEYS
+from roads.extraction import REFERENCE_METRES_PER_PIXEL, SKELETON_KEYS, GraphSettings
 from roads.georeference import read_georeference
-from roads.labels import LabelParams, quarter_mask
+from roads.labels import LabelParams, LabelSettings, quarter_mask
 from utils.errors import ConfigError, DataError
+from utils.settings import from_config
 
 logger = logging.getLogger("data")
 
@@ -55,23 +56,18 @@ def raster_options(bands: list[int] | None, nodata_color: list[float] | None) ->
 _warned_keys: set[str] = set()
 
 
-def label_params(labels: dict | None, graph: dict | None = None) -> LabelParams:
-    """LabelParams from the config's `data_loader.args.labels` object and the skeleton parameters
-    of its `graph` section, which the labels share with the predicted graphs (defaults where
-    absent). A skeleton parameter still given in `labels` (the layout of earlier versions) is
-    used for the labels, with a one-line deprecation warning."""
-    labels, graph = dict(labels or {}), graph or {}
+def label_settings(labels: dict | None, graph: dict | None) -> tuple[LabelSettings, GraphSettings]:
+    """The label and graph settings of a config's `data_loader.args.labels` and `graph`. A
+    skeleton parameter still given under `labels` (the layout of earlier versions) is used for
+    the labels, with a one-line deprecation warning."""
     for key in SKELETON_KEYS:
-        if key in labels and key not in _warned_keys:
+        if key in (labels or {}) and key not in _warned_keys:
             _warned_keys.add(key)
             logger.warning("config key 'data_loader.args.labels.%s' is deprecated: labels read "
                            "graph.%s, shared with the predicted graphs (this config's labels "
-                           "still use %s)", key, key, labels[key])
-    shared = {key: graph[key] for key in SKELETON_KEYS if key in graph}
-    try:
-        return LabelParams(**{**shared, **labels})
-    except TypeError as error:
-        raise ConfigError(f"data_loader.args.labels: {error}") from None
+                           "still use %s px)", key, key, labels[key])
+    return (from_config(LabelSettings, labels, "data_loader.args.labels"),
+            from_config(GraphSettings, graph, "graph"))
 
 
 class RoadDataset(Dataset):
@@ -131,8 +127,11 @@ class RoadDataset(Dataset):
             if training and min(height, width) < crop_size:
                 raise ConfigError(f"data_loader.args.crop_size: {crop_size} is larger than "
                                   f"{tile.image_path} ({height}x{width})")
-        cache_dir = self.data_dir / LABEL_CACHE_DIR if label_cache_dir is None else label_cache_dir
-        self.label_cache = LabelCache(label_params(labels, graph), Path(cache_dir))
+        self.label_cache_dir = Path(self.data_dir / LABEL_CACHE_DIR if label_cache_dir is None
+                                    else label_cache_dir)
+        self.label_settings, self.graph_settings = label_settings(labels, graph)
+        self._label_caches: dict[LabelParams, LabelCache] = {}
+        self._pixel_sizes: dict[str, tuple[float, float] | None] = {}
         # In shared memory, so that `set_epoch` in the main process reaches persistent workers.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -154,7 +153,7 @@ class RoadDataset(Dataset):
         valid = raster.valid
         if tile.valid_path is not None:
             valid = valid & read_mask(tile.valid_path, mask.shape)
-        conn, conn_quarter = self.label_cache.labels(tile.mask_path, mask, valid)
+        conn, conn_quarter = self.label_cache(tile).labels(tile.mask_path, mask, valid)
         mask_quarter = quarter_mask(mask).astype(np.uint8)
         mask = mask.astype(np.uint8)
         if not valid.all():
@@ -185,15 +184,32 @@ class RoadDataset(Dataset):
             item["pixel_size_m"] = self.pixel_size_m(tile)
         return item
 
+    def label_cache(self, tile: Tile) -> LabelCache:
+        """The label cache of the tile's LabelParams: the ground-unit settings in its pixels."""
+        params = self.label_settings.params(self.graph_settings, self.pixel_size_m(tile))
+        if params not in self._label_caches:
+            self._label_caches[params] = LabelCache(params, self.label_cache_dir)
+        return self._label_caches[params]
+
     def pixel_size_m(self, tile: Tile) -> tuple[float, float] | None:
         """Ground size of the tile's pixels (x, y) in metres: from its georeference, else the
-        dataset's `metres_per_pixel`, else unknown (None)."""
-        georeference = read_georeference(tile.image_path)
-        if georeference is not None:
-            return georeference.pixel_size_m()
-        if self.metres_per_pixel is not None:
-            return self.metres_per_pixel, self.metres_per_pixel
-        return None
+        dataset's `metres_per_pixel`, else unknown (None: ground units then assume
+        REFERENCE_METRES_PER_PIXEL, said once)."""
+        if tile.stem not in self._pixel_sizes:
+            georeference = read_georeference(tile.image_path)
+            if georeference is not None:
+                size = georeference.pixel_size_m()
+            elif self.metres_per_pixel is not None:
+                size = (self.metres_per_pixel, self.metres_per_pixel)
+            else:
+                size = None
+                if "metres_per_pixel" not in _warned_keys:
+                    _warned_keys.add("metres_per_pixel")
+                    logger.warning("%s has no georeference and data_loader.args.metres_per_pixel "
+                                   "is not set: ground units assume %s m per pixel",
+                                   tile.image_path, REFERENCE_METRES_PER_PIXEL)
+            self._pixel_sizes[tile.stem] = size
+        return self._pixel_sizes[tile.stem]
 
 
 class SceneSource:

@@ -159,7 +159,7 @@ class Evaluator:
                       georeference: Georeference | None, graph: nx.Graph) -> dict[str, float]:
         """APLS and TOPO of the predicted graph against the tile's true roads."""
         lines, source = truth_lines(true_mask, item["geojson_path"], georeference,
-                                    self.settings.graph)
+                                    self.settings.graph, item.get("pixel_size_m"))
         self.truth_sources.add(source)
         metrics = self.settings.metrics
         scores = score_tile(lines, graph_to_lines(graph), metrics.apls, metrics.topo,

@@ -12,7 +12,6 @@ from roads.extraction import GraphSettings, extract_graph
 from roads.geo import project_lines, read_road_lines
 from roads.georeference import Georeference
 from roads.graph import graph_to_lines
-from utils.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -49,18 +48,17 @@ class Prediction:
 def predicted_graph(prediction: Prediction, settings: GraphSettings,
                     pixel_size_m: tuple[float, float] | None,
                     valid: np.ndarray | None = None) -> nx.Graph:
-    """The road graph of a prediction, by `settings.method`; no road crosses invalid pixels
-    ((H, W) bool `valid`, None: all valid)."""
-    if settings.method == "connectivity" and pixel_size_m is None:
-        raise ConfigError("graph.method 'connectivity' works in metres: the tile has no "
-                          "georeference, so set data_loader.args.metres_per_pixel")
-    return extract_graph(prediction.mask, settings, probability=prediction.probability / 255.0,
-                         connectivity=prediction.connectivity, valid=valid,
-                         pixel_size_m=pixel_size_m)
+    """The road graph of a prediction, by `settings.method`, its ground-unit settings converted
+    with the tile's `pixel_size_m`; no road crosses invalid pixels ((H, W) bool `valid`, None:
+    all valid)."""
+    return extract_graph(prediction.mask, settings, pixel_size_m=pixel_size_m,
+                         probability=prediction.probability / 255.0,
+                         connectivity=prediction.connectivity, valid=valid)
 
 
 def truth_lines(true_mask: np.ndarray, geojson_path: str | Path | None,
-                georeference: Georeference | None, settings: GraphSettings
+                georeference: Georeference | None, settings: GraphSettings,
+                pixel_size_m: tuple[float, float] | None = None
                 ) -> tuple[list[np.ndarray], str]:
     """The true roads as (N, 2) pixel polylines, and their source: the tile's GeoJSON projected
     into its pixels through the raster's CRS and transform when it has both, else the edges of
@@ -71,5 +69,6 @@ def truth_lines(true_mask: np.ndarray, geojson_path: str | Path | None,
     if geojson_path:
         warnings.warn(f"{geojson_path}: its image has no georeference, so the GeoJSON cannot be "
                       "projected; the APLS truth comes from the mask", stacklevel=2)
-    graph = extract_graph(true_mask, replace(settings, method="skeleton"))
+    graph = extract_graph(true_mask, replace(settings, method="skeleton"),
+                          pixel_size_m=pixel_size_m)
     return graph_to_lines(graph), "mask"

@@ -21,6 +21,12 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
+from roads.extraction import (
+    REFERENCE_METRES_PER_PIXEL,
+    SKELETON_KEYS,
+    GraphSettings,
+    mean_pixel_size,
+)
 from roads.classes import BACKGROUND, DEAD_END, FOUR_OR_MORE, IGNORE_INDEX, ROAD, THREE_WAY
 from roads.graph import (
     DEFAULT_HOLE_AREA,
@@ -30,7 +36,7 @@ from roads.graph import (
     clean_mask,
     mask_to_graph,
 )
-from utils.errors import ConfigError
+from utils.settings import check
 
 QUARTER = 4
 """The intermediate heads predict at 1/4 resolution."""
@@ -84,13 +90,57 @@ class LabelParams:
     def __post_init__(self):
         for field in fields(self):
             value = getattr(self, field.name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"data_loader.args.labels.{field.name}: expected a number >= 0, "
-                                  f"got {value!r}")
-        if self.min_quarter_radius < 1:
-            raise ConfigError("data_loader.args.labels.min_quarter_radius: must be >= 1 so that "
-                              "every disk keeps a pixel at 1/4 resolution, "
-                              f"got {self.min_quarter_radius}")
+            check(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+                  field.name, f"expected a number >= 0, got {value!r}")
+        check(self.min_quarter_radius >= 1, "min_quarter_radius", "must be >= 1 so that every "
+              f"disk keeps a pixel at 1/4 resolution, got {self.min_quarter_radius}")
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """The config's `data_loader.args.labels`, in ground units (the skeleton parameters come
+    from the `graph` section, shared with the predicted graphs); `params` gives a tile's
+    LabelParams in pixels.
+
+    border_margin_m: 1.2 m (4 px at 0.3 m); disk_margin_m: 0.9 m (3 px at 0.3 m), see
+    LabelParams. border_margin, disk_margin: the same in pixels, which win when given (configs of
+    earlier versions). min_object_area, hole_area, spur_length, junction_merge_factor: pixel
+    values of earlier versions, where these lived here; given, they win for the labels.
+    """
+
+    border_margin_m: float = 4.0 * REFERENCE_METRES_PER_PIXEL
+    disk_margin_m: float = 3.0 * REFERENCE_METRES_PER_PIXEL
+    min_quarter_radius: float = 1.0
+    border_margin: float | None = None
+    disk_margin: float | None = None
+    min_object_area: int | None = None
+    hole_area: int | None = None
+    spur_length: float | None = None
+    junction_merge_factor: float | None = None
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                check(value >= 0, field.name, f"must be >= 0, got {value}")
+
+    def params(self, graph: GraphSettings, pixel_size_m: tuple[float, float] | None
+               ) -> LabelParams:
+        """LabelParams in pixels for a tile of ground size `pixel_size_m` (None: the reference
+        0.3 m/px)."""
+        size = (mean_pixel_size(pixel_size_m) if pixel_size_m is not None
+                else REFERENCE_METRES_PER_PIXEL)
+        skeleton = {key: value for key, value in graph.pixels(pixel_size_m).items()
+                    if key in SKELETON_KEYS}
+        skeleton.update({key: getattr(self, key) for key in SKELETON_KEYS
+                         if getattr(self, key) is not None})
+        return LabelParams(
+            **skeleton,
+            border_margin=(self.border_margin if self.border_margin is not None
+                           else self.border_margin_m / size),
+            disk_margin=(self.disk_margin if self.disk_margin is not None
+                         else self.disk_margin_m / size),
+            min_quarter_radius=self.min_quarter_radius)
 
 
 def _valid_or_none(valid: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:

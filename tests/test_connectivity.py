@@ -8,10 +8,18 @@ import pytest
 from data_loader import label_cache
 from data_loader.label_cache import LabelCache
 from roads.classes import DEAD_END, FOUR_OR_MORE, IGNORE_INDEX, ROAD, THREE_WAY, colorize
-from roads.labels import LabelParams, connectivity_labels, node_disks, render_labels
+from roads.extraction import GraphSettings
+from roads.labels import (
+    LabelParams,
+    LabelSettings,
+    connectivity_labels,
+    node_disks,
+    render_labels,
+)
 from tests.conftest import drawn
 from tools.labels import main
 from utils.errors import ConfigError, DataError
+from utils.settings import from_config
 
 
 def ring(center=(100, 80), radius=50, width=24, size=(200, 200)) -> np.ndarray:
@@ -181,10 +189,23 @@ def test_cache_without_folder_keeps_labels_in_memory(tmp_path, monkeypatch):
 
 
 def test_label_params_reject_bad_values():
-    with pytest.raises(ConfigError, match="labels.disk_margin"):
+    with pytest.raises(ValueError, match="disk_margin: expected a number >= 0"):
         LabelParams(disk_margin=-1)
-    with pytest.raises(ConfigError, match="labels.min_quarter_radius"):
+    with pytest.raises(ValueError, match="min_quarter_radius: must be >= 1"):
         LabelParams(min_quarter_radius=0.5)
+
+
+def test_label_settings_are_ground_units_converted_per_tile():
+    graph, labels = GraphSettings(), LabelSettings()
+    assert labels.params(graph, None) == LabelParams()  # 0.3 m: the pixel values of old
+    at_one_metre = labels.params(graph, (1.0, 1.0))
+    assert at_one_metre.spur_length == pytest.approx(9.0)
+    assert at_one_metre.disk_margin == pytest.approx(0.9)
+    assert at_one_metre.min_object_area == 18 and at_one_metre.hole_area == 36
+    # A pixel value (as configs of earlier versions gave) wins over the ground one.
+    assert LabelSettings(disk_margin=3.0).params(graph, (1.0, 1.0)).disk_margin == 3.0
+    with pytest.raises(ConfigError, match="'data_loader.args.labels.disk_margin_m': must be"):
+        from_config(LabelSettings, {"disk_margin_m": -1}, "data_loader.args.labels")
 
 
 def test_colorize_palette():

@@ -98,7 +98,10 @@ def test_augmented_crops_keep_image_mask_and_labels_aligned(data_dir):
 def test_crop_labels_are_crops_of_whole_tile_labels(data_dir):
     dataset = RoadDataset(data_dir, "train", crop_size=CROP, crops_per_tile=8, augment_p=0.0,
                           mean=MEAN, std=STD)
-    full, quarter = connectivity_labels(cross_mask(128, 128))
+    # The tile's labels in its own pixels: its georeference gives about 1 m per pixel.
+    params = dataset.label_cache(dataset.tiles[0]).params
+    assert params.spur_length < 15 and dataset.pixel_size_m(dataset.tiles[0])[1] > 1.0
+    full, quarter = connectivity_labels(cross_mask(128, 128), params)
     for index in range(8):
         item = dataset[index]
         conn, conn4 = item["conn"].numpy(), item["conn_quarter"].numpy()
@@ -189,7 +192,7 @@ def test_evaluation_shards_hold_every_item_once():
 def test_config_errors_name_the_key(data_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"data_loader\.args\.data_dir: folder '.*nowhere'"):
         SpaceNetDataLoader(**loader_args(tmp_path / "nowhere"))
-    with pytest.raises(ConfigError, match=r"data_loader\.args\.labels: .*spur_lenght"):
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.labels\.spur_lenght.*spur_length"):
         SpaceNetDataLoader(**loader_args(data_dir, labels={"spur_lenght": 3}))
     with pytest.raises(ConfigError, match=r"data_loader\.args\.crop_size: 160 is larger"):
         SpaceNetDataLoader(**loader_args(data_dir, crop_size=160))
