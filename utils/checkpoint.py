@@ -21,6 +21,17 @@ from utils.errors import OutputError, UserError
 logger = logging.getLogger(__name__)
 
 
+def process_umask() -> int:
+    """This process's umask, read without setting it (os.umask would change it for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 @contextmanager
 def atomic_write(path: Path, what: str = "file") -> Iterator[IO[bytes]]:
     """Open a temporary binary file beside `path` for writing; on leaving the block without an
@@ -35,6 +46,7 @@ def atomic_write(path: Path, what: str = "file") -> Iterator[IO[bytes]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                              dir=path.parent)
+        os.chmod(temporary, 0o666 & ~process_umask())  # mkstemp's 0600 would hide it from the group
         with os.fdopen(handle, "wb") as file:
             yield file
             file.flush()
