@@ -8,6 +8,7 @@ and must finish. Forking from a process that has imported torch and compiled skn
 functions, but never run a torch operator, keeps a trial at a fraction of a second instead of
 seconds of imports and compilation. Writes a JSON report of every run.
 """
+import itertools
 import json
 import os
 import random
@@ -82,24 +83,31 @@ def run_train(argv: list[str], log: Path, runs_root: Path, kill: Kill | None) ->
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-    killed, done, status = False, 0, 0
-    if kill is not None:
-        deadline = None if kill.saves else start + kill.delay
-        while not done:
-            now = time.monotonic()
-            if deadline is None and epoch_checkpoints(runs_root, known) >= kill.saves:
-                deadline = now + kill.delay
-            if deadline is not None and now >= deadline:
-                os.kill(pid, signal.SIGKILL)
-                killed = True
-                break
-            done, status = os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.002)
+    killed, done, status, seen = False, 0, 0, []  # seen: when each new epoch checkpoint appeared
+    deadline = None if kill is None or kill.saves else start + kill.delay
+    while not done:
+        now = time.monotonic()
+        saves = epoch_checkpoints(runs_root, known)
+        if saves > len(seen):
+            seen.extend([now - start] * (saves - len(seen)))
+        if kill is not None and deadline is None and saves >= kill.saves:
+            deadline = now + kill.delay
+        if deadline is not None and now >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            killed = True
+            break
+        done, status = os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.002)
     if not done:
         _, status = os.waitpid(pid, 0)
     return {"argv": argv, "killed": killed, "kill": vars(kill) if kill else None,
             "returncode": os.waitstatus_to_exitcode(status), "seconds": time.monotonic() - start,
-            "log": str(log)}
+            "saves_seen": seen, "log": str(log)}
+
+
+def intervals(seen: list[float]) -> list[float]:
+    """Epoch lengths from the moments checkpoints appeared (two seen in one poll: no length)."""
+    return [b - a for a, b in itertools.pairwise(seen) if b - a > 0.01]
 
 
 def furthest_epoch(folder: Path) -> int:
@@ -118,11 +126,12 @@ def main() -> None:
     rng = random.Random(seed)
     logs = out.parent / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    started = time.time()
     runs = [run_train(["-c", str(config_path)], logs / "reference.log", runs_root, None)]
     (reference,) = sorted(runs_root.iterdir())
-    saved = sorted(p.stat().st_mtime for p in reference.glob("checkpoint-epoch*.pth"))
-    first_save, epoch_time = saved[0] - started, (saved[-1] - saved[0]) / (len(saved) - 1)
+    # The shortest start (to the first checkpoint) and epoch seen so far: on a shared machine the
+    # first run is often the slowest, and a kill planned from it would come after the run ended.
+    seen = runs[0]["saves_seen"]
+    first_save, epoch_time = seen[0], min(intervals(seen))
     for trial in range(trials):
         if rng.random() < 0.3:
             shutil.rmtree(cache_dir, ignore_errors=True)  # so that kills also hit cache writes
@@ -134,10 +143,16 @@ def main() -> None:
         if unfinished and rng.random() < 0.5:
             resume = rng.choice(unfinished)
             argv, remaining = ["-r", str(resume)], epochs - furthest_epoch(resume.parent)
+        # After the k-th new checkpoint at least one epoch remains: a delay under the shortest
+        # epoch lands in it (in its training, validation or checkpoint writes).
         saves = rng.randrange(remaining)
         kill = Kill(saves, rng.uniform(0.3 * first_save, first_save) if saves == 0
-                    else rng.uniform(0.0, epoch_time))
+                    else rng.uniform(0.0, 0.9 * epoch_time))
         runs.append(run_train(argv, logs / f"trial{trial}.log", runs_root, kill))
+        seen = runs[-1]["saves_seen"]
+        if seen and argv[0] == "-c":
+            first_save = min(first_save, seen[0])
+        epoch_time = min([epoch_time, *intervals(seen)])
     unfinished = sorted((f for f in runs_root.iterdir() if 0 < furthest_epoch(f) < epochs),
                         key=lambda f: f.stat().st_mtime_ns)
     final = newest_valid_checkpoint(unfinished[-1]) if unfinished else None
@@ -146,7 +161,7 @@ def main() -> None:
         runs.append(run_train(["-r", str(final)], logs / "final.log", runs_root, None))
     out.write_text(json.dumps({"reference": str(reference), "before_final": before_final,
                                "final_resumed_from": str(final) if final else None,
-                               "first_save": first_save, "epoch_time": epoch_time, "runs": runs},
+                               "runs": runs},
                               indent=1))
 
 
