@@ -22,7 +22,8 @@ class DataError(UserError):
 
 
 def run_cli(main: Callable[[], object]) -> NoReturn:
-    """Run a command's `main`, turning `UserError` and Ctrl-C into a one-line message and exit code."""
+    """Run a command's `main`, turning `UserError` and Ctrl-C into a one-line message and an exit
+    code."""
     try:
         main()
     except UserError as error:
@@ -42,3 +43,8 @@ def one_line(error: UserError) -> str:
         return message
     last = message.splitlines()[-1]
     return last.split(": ", 1)[1] if ": " in last else last
+
+
+class OutputError(UserError):
+    """A file that a command writes could not be written (no space, too large, no permission):
+    the message names the file."""
