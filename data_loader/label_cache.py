@@ -4,6 +4,7 @@ import os
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,15 @@ class LabelCache:
                 self._store(key, disks)
             self._disks[key] = disks
         return render_labels(mask, disks, self.params)
+
+    def precompute(self, mask_path: Path, read_mask: Callable[[], np.ndarray]) -> bool:
+        """Derive and store the labels of `mask_path` unless the disk cache holds them already
+        (`read_mask()` returns its content, read only when needed). True if they were derived."""
+        key = self._key(Path(mask_path))
+        if self._load(key) is not None:
+            return False
+        self._store(key, node_disks(read_mask(), self.params))
+        return True
 
     def _key(self, mask_path: Path) -> str:
         try:

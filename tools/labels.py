@@ -1,17 +1,32 @@
-"""Inspect the connectivity labels of a road mask.
+"""Inspect the connectivity labels of a road mask, or precompute those of a whole dataset.
 
     python -m tools.labels MASK OUT.png [--quarter OUT4.png] [--color]
+    python -m tools.labels --precompute DATA_DIR [--split S ...] [--workers N] [-c CONFIG]
+        [--cache-dir DIR]
+
+--precompute fills the label cache that training reads (`<DATA_DIR>/.cache/connectivity` unless
+the config's `data_loader.args.label_cache_dir` or --cache-dir names another folder), so that
+no training run or loader worker derives a label: tiles already cached are skipped. The label
+parameters must be the training config's (`data_loader.args.labels` of -c CONFIG; the defaults
+without one), since the cache key holds them.
 """
 import argparse
+import functools
+import json
+import multiprocessing
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
-from data_loader.tiles import read_mask
+from data_loader.datasets import LABEL_CACHE_DIR, label_params
+from data_loader.label_cache import LabelCache
+from data_loader.tiles import Tile, check_tile, list_tiles, read_mask
 from roads.classes import colorize
-from roads.labels import connectivity_labels
-from utils.errors import DataError, run_cli
+from roads.labels import LabelParams, connectivity_labels
+from utils.errors import ConfigError, DataError, run_cli
 
 
 def _write(path: Path, labels: np.ndarray, color: bool) -> None:
@@ -24,21 +39,88 @@ def _write(path: Path, labels: np.ndarray, color: bool) -> None:
         raise DataError(f"{path}: cannot write the image (missing folder or unknown extension)")
 
 
+def dataset_tiles(data_dir: Path, splits: list[str] | None) -> list[Tile]:
+    """The tiles of the named splits of `data_dir`, or of every split folder holding `masks/`."""
+    if splits is None:
+        splits = sorted(p.name for p in Path(data_dir).iterdir() if (p / "masks").is_dir())
+        if not splits:
+            raise DataError(f"{data_dir}: no split folder with masks/ (e.g. train/masks)")
+    return [tile for split in splits for tile in list_tiles(Path(data_dir) / split)]
+
+
+def _precompute_tile(cache: LabelCache, tile: Tile) -> bool:
+    shape = check_tile(tile)
+    return cache.precompute(tile.mask_path, lambda: read_mask(tile.mask_path, shape))
+
+
+def precompute(tiles: list[Tile], params: LabelParams, cache_dir: Path, workers: int = 1,
+               progress: bool = True) -> int:
+    """Derive and cache the labels of every tile not cached yet, with `workers` processes.
+    Returns how many tiles were derived."""
+    cache = LabelCache(params, cache_dir)
+    task = functools.partial(_precompute_tile, cache)
+    bar = functools.partial(tqdm, total=len(tiles), unit="tile", disable=not progress)
+    if workers == 1:
+        return sum(bar(map(task, tiles)))
+    # Spawned, not forked: the parent may hold OpenMP threads (torch) that a fork would break.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        return sum(bar(pool.imap_unordered(task, tiles)))
+
+
+def config_labels(path: Path) -> tuple[LabelParams, str | None]:
+    """The label parameters and label cache folder of a training config file."""
+    try:
+        config = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: cannot read the config ({error})") from None
+    args = config.get("data_loader", {}).get("args", {})
+    return label_params(args.get("labels")), args.get("label_cache_dir")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tools.labels",
         description="Derive the connectivity labels (0 background, 1 dead end, 2 road, "
-                    "3 three-way, 4 four-or-more) of a road mask and write them as a uint8 PNG.")
-    parser.add_argument("mask", type=Path, help="road mask image (0/255)")
-    parser.add_argument("out", type=Path, help="output PNG of class ids at full resolution")
+                    "3 three-way, 4 four-or-more) of a road mask and write them as a uint8 PNG, "
+                    "or precompute the label cache of a dataset.")
+    parser.add_argument("mask", type=Path, nargs="?", help="road mask image (0/255)")
+    parser.add_argument("out", type=Path, nargs="?",
+                        help="output PNG of class ids at full resolution")
     parser.add_argument("--quarter", type=Path, help="also write the 1/4-resolution label here")
     parser.add_argument("--color", action="store_true",
-                        help="write coloured pictures instead of class ids")
+                        help="write colored pictures instead of class ids")
+    parser.add_argument("--precompute", type=Path, metavar="DATA_DIR",
+                        help="fill the label cache of this dataset instead")
+    parser.add_argument("--split", action="append",
+                        help="split folder to precompute (repeatable; default: all with masks/)")
+    parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    parser.add_argument("-c", "--config", type=Path,
+                        help="training config whose label parameters and cache folder to use")
+    parser.add_argument("--cache-dir", type=Path, help="label cache folder (overrides the config)")
     args = parser.parse_args(argv)
-    full, quarter = connectivity_labels(read_mask(args.mask))
-    _write(args.out, full, args.color)
-    if args.quarter is not None:
-        _write(args.quarter, quarter, args.color)
+    if args.precompute is None:
+        if args.mask is None or args.out is None:
+            parser.error("MASK and OUT are required (or --precompute DATA_DIR)")
+        full, quarter = connectivity_labels(read_mask(args.mask))
+        _write(args.out, full, args.color)
+        if args.quarter is not None:
+            _write(args.quarter, quarter, args.color)
+        return
+    if args.mask is not None:
+        parser.error("--precompute takes no MASK or OUT")
+    if args.workers < 1:
+        raise ConfigError(f"--workers: must be >= 1, got {args.workers}")
+    if not args.precompute.is_dir():
+        raise DataError(f"{args.precompute}: dataset folder not found")
+    params, cache_dir = config_labels(args.config) if args.config else (LabelParams(), None)
+    cache_dir = args.cache_dir or Path(cache_dir or args.precompute / LABEL_CACHE_DIR)
+    tiles = dataset_tiles(args.precompute, args.split)
+    start = time.perf_counter()
+    derived = precompute(tiles, params, cache_dir, args.workers)
+    seconds = time.perf_counter() - start
+    print(f"{len(tiles)} tiles: {derived} derived, {len(tiles) - derived} already cached, "
+          f"in {seconds:.1f} s ({len(tiles) / seconds:.2f} tiles/s, {args.workers} worker(s)); "
+          f"cache {cache_dir}")
 
 
 if __name__ == "__main__":
