@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from benchmarks.benchmark import Settings, main, report, run_benchmark
+from benchmarks.benchmark import Settings, main, precision_name, report, run_benchmark
+from evaluation.predictor import fast_dtype_for
 from tools.toy.generate import generate
 from utils.errors import ConfigError
 
@@ -43,6 +44,8 @@ def test_benchmark_at_tiny_size_reports_every_documented_number(tmp_path):
     assert compiled["status"].startswith("n/a") and compiled["images_per_s"] is None
 
     assert [row["tta"] for row in result["inference"]] == [False, True]
+    expected = precision_name(fast_dtype_for(torch.device("cpu")), torch.device("cpu"))
+    assert [row["precision"] for row in result["inference"]] == [expected, expected]
     for row in result["inference"]:
         assert row["tile_size"] == 96
         # (96 px * 0.3 m)^2 = 28.8^2 m^2 = 829.44 m^2

@@ -1,3 +1,4 @@
+import itertools
 from types import SimpleNamespace
 
 import pytest
@@ -5,8 +6,13 @@ import torch
 from torch import nn
 
 import evaluation.predictor
-from evaluation.predictor import (D4_TRANSFORMS, PredictorSettings, SlidingWindowPredictor,
-                                  axis_windows, fast_dtype_for)
+from evaluation.predictor import (
+    D4_TRANSFORMS,
+    PredictorSettings,
+    SlidingWindowPredictor,
+    axis_windows,
+    fast_dtype_for,
+)
 
 
 class ConvNet(nn.Module):
@@ -64,7 +70,7 @@ def test_axis_windows_tile_the_axis_and_keep_pixels_margin_from_inner_edges(leng
                                                                               margin):
     windows = axis_windows(length, window, margin)
     assert windows[0].keep_start == 0 and windows[-1].keep_stop == length
-    for before, after in zip(windows, windows[1:]):
+    for before, after in itertools.pairwise(windows):
         assert before.keep_stop == after.keep_start
     for w in windows:
         assert w.start <= w.keep_start < w.keep_stop <= w.start + w.size
