@@ -60,11 +60,20 @@ def precompute(tiles: list[Tile], params: LabelParams, cache_dir: Path, workers:
     cache = LabelCache(params, cache_dir)
     task = functools.partial(_precompute_tile, cache)
     bar = functools.partial(tqdm, total=len(tiles), unit="tile", disable=not progress)
-    if workers == 1:
+    if workers == 1 or len(tiles) < 2:
         return sum(bar(map(task, tiles)))
-    # Spawned, not forked: the parent may hold OpenMP threads (torch) that a fork would break.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        return sum(bar(pool.imap_unordered(task, tiles)))
+    # The first tile in this process compiles the skeleton graph code (numba), which forked
+    # workers then inherit instead of each compiling it again; the parent has run no torch
+    # operation, so no OpenMP thread pool is forked. Elsewhere workers are spawned.
+    with bar() as progress_bar:
+        derived = task(tiles[0])
+        progress_bar.update()
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(workers) as pool:
+            for result in pool.imap_unordered(task, tiles[1:]):
+                derived += result
+                progress_bar.update()
+    return derived
 
 
 def config_labels(path: Path) -> tuple[LabelParams, str | None]:
