@@ -12,8 +12,8 @@ are batched together, so that TTA costs 8 plain passes.
 Precision: `fp32` runs the network as trained, in float32 (bit-for-bit today's results); `auto`
 runs it under bf16 autocast with channels-last tensors where the device computes bf16 natively
 (CUDA, or CPUs with AVX-512 BF16 / AMX; see `fast_dtype_for`), fp16 on older GPUs, and fp32
-elsewhere. On an AVX-512 BF16 CPU this is 2.3x the fp32 speed at mask IoU 0.999 to the fp32
-prediction (benchmarks/RESULTS.md).
+elsewhere. Speed-ups and agreement with fp32 (mask IoU 0.997 on a trained network) are in
+benchmarks/RESULTS.md.
 """
 import contextlib
 import itertools
