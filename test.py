@@ -14,13 +14,11 @@ from tqdm import tqdm
 import data_loader.data_loaders as module_data
 import model.network as module_arch
 from base.base_data_loader import BaseDataLoader
-from base.base_trainer import TrainerSettings
 from data_loader.datasets import ImageFolderDataset
 from evaluation.pipeline import evaluate, evaluation_settings
 from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
 from evaluation.presets import PRESETS
 from evaluation.writer import PredictionWriter, write_tables
-from trainer.trainer import autocast_dtype_for
 from utils.checkpoint import load_checkpoint, load_model_state
 from utils.config import ConfigParser
 from utils.distributed import init_distributed, shutdown_distributed
@@ -47,7 +45,6 @@ def main(args: list[str] | None = None) -> None:
     predictor_settings = config.settings(PredictorSettings, "predictor",
                                          **({"tta": True} if options.tta else {}))
     settings = evaluation_settings(config)
-    amp = config.settings(TrainerSettings, "trainer").amp
     context = init_distributed()
     logging.basicConfig(level=logging.INFO if context.is_main else logging.WARNING,
                         format="%(message)s", force=True)
@@ -55,8 +52,7 @@ def main(args: list[str] | None = None) -> None:
         network = config.init_obj("arch", module_arch)
         load_model_state(network, load_checkpoint(config.resume), config.resume)
         network.to(context.device)
-        predictor = SlidingWindowPredictor(network, predictor_settings, device=context.device,
-                                           autocast_dtype=autocast_dtype_for(context.device, amp))
+        predictor = SlidingWindowPredictor(network, predictor_settings, device=context.device)
         out = Path(options.out) if options.out else config.resume.parent / "test"
         try:
             writer = PredictionWriter(out)
@@ -72,7 +68,7 @@ def main(args: list[str] | None = None) -> None:
             described = {"checkpoint": str(config.resume), "preset": options.preset,
                          "threshold": settings.threshold,
                          **{key: getattr(predictor_settings, key)
-                            for key in ("tta", "window", "margin")},
+                            for key in ("tta", "window", "margin", "precision")},
                          "rho": settings.metrics.rho,
                          "apls_settings": {"mode": settings.metrics.apls.mode,
                                            **settings.metrics.apls.resolved()},

@@ -14,9 +14,10 @@ resident set (VmHWM) on the CPU, both reset after the warm-up. On the CPU, mixed
 autocast bf16; torch.compile is skipped unless --cpu-compile is given, because compiling the
 network takes minutes on a few cores.
 
-Inference: random 1300x1300 tiles through `SlidingWindowPredictor` (window 512, margin 72), with
-the precision and memory format the trainer's predictor uses (AMP and channels-last on the GPU,
-fp32 on the CPU), without and with 8-fold TTA; km2 per hour at 0.3 m per pixel.
+Inference: random 1300x1300 tiles through `SlidingWindowPredictor` (window 512, margin 72) with
+its default `precision="auto"` (bf16 or fp16 and channels-last where the device computes them
+natively, see `evaluation.predictor.fast_dtype_for`), without and with 8-fold TTA; km2 per hour
+at 0.3 m per pixel. `benchmarks.bench_inference` compares the precisions side by side.
 
 Data: connectivity labels of a drawn 1300x1300 road network (`bench_labels`), loader crops per
 second from the toy dataset (`bench_loader`: cold label cache, warm disk cache, warm memory),
@@ -50,9 +51,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -60,15 +62,14 @@ import torch
 from benchmarks.bench_apls import perturbed, street_network
 from benchmarks.bench_labels import road_network
 from benchmarks.bench_loader import benchmark as loader_passes
-from roads.labels import connectivity_labels
-from roads.labels import quarter_mask
+from evaluation.apls import apls
+from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
 from model.loss import JointLoss
 from model.network import StackedHourglassRoadNet
-from trainer.trainer import autocast_dtype_for, forward_loss, optimize
-from evaluation.apls import apls
-from utils.errors import ConfigError, run_cli
-from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
 from roads.graph import mask_to_graph
+from roads.labels import connectivity_labels, quarter_mask
+from trainer.trainer import autocast_dtype_for, forward_loss, optimize
+from utils.errors import ConfigError, run_cli
 
 METRES_PER_PIXEL = 0.3  # SpaceNet 3 ground sampling distance
 MIB = 2**20
@@ -257,8 +258,6 @@ def training_throughput(mode: TrainingMode, settings: Settings, device: torch.de
 
     peak = PeakMemory(device)
     seconds, memory = timed(step, settings.warmup_steps, settings.steps, device, peak)
-    del network, model, optimizer
-    release_memory(device)
     return {"mode": mode.name, "status": "measured", "precision": precision_name(dtype, device),
             "images_per_s": settings.batch_size / seconds, "seconds_per_step": seconds,
             "peak_memory_mib": memory, "memory_kind": peak.kind}
@@ -274,28 +273,26 @@ def training_rows(settings: Settings, device: torch.device, cpu_compile: bool) -
                          "peak_memory_mib": None})
             continue
         rows.append(training_throughput(mode, settings, device, batch))
+        release_memory(device)  # the mode's network and optimizer, freed on return
     return rows
 
 
 def inference_rows(settings: Settings, device: torch.device) -> list[dict]:
     """Whole tiles per second and km2 per hour without and with TTA (one untimed warm-up tile)."""
     torch.manual_seed(0)
-    dtype = autocast_dtype_for(device, True)
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    model = StackedHourglassRoadNet(**settings.arch).to(device, memory_format=memory_format)
+    model = StackedHourglassRoadNet(**settings.arch).to(device)
     size = settings.tile_size
     tile = torch.randn(3, size, size, generator=torch.Generator().manual_seed(0))
     tile_km2 = (size * METRES_PER_PIXEL / 1000) ** 2
     rows = []
     for index, tta in enumerate((False, True)):
-        windows = PredictorSettings(window=settings.window, margin=settings.margin,
-                                    batch_size=settings.window_batch, tta=tta)
-        predictor = SlidingWindowPredictor(model, windows, device=device, autocast_dtype=dtype)
+        predictor = SlidingWindowPredictor(model, PredictorSettings(
+            settings.window, settings.margin, settings.window_batch, tta=tta), device=device)
         peak = PeakMemory(device)
-        seconds, memory = timed(lambda: predictor(tile), 1 if index == 0 else 0, settings.tiles,
-                                device, peak)
+        seconds, memory = timed(lambda predictor=predictor: predictor(tile),
+                                1 if index == 0 else 0, settings.tiles, device, peak)
         rows.append({"tta": tta, "tile_size": size, "tile_km2": tile_km2,
-                     "precision": precision_name(dtype, device),
+                     "precision": precision_name(predictor.autocast_dtype, device),
                      "seconds_per_tile": seconds, "tiles_per_s": 1 / seconds,
                      "km2_per_h": 3600 * tile_km2 / seconds,
                      "peak_memory_mib": memory, "memory_kind": peak.kind})

@@ -148,18 +148,30 @@ class RoadDataset(Dataset):
     def labelled_tile(self, tile: Tile) -> LabelledImage:
         """The whole tile with its targets at full and 1/4 resolution, IGNORE_INDEX at invalid
         pixels of the masks."""
-        raster = read_raster(tile.image_path, self.raster_options)
-        mask = read_mask(tile.mask_path, raster.image.shape[:2])
-        valid = raster.valid
-        if tile.valid_path is not None:
-            valid = valid & read_mask(tile.valid_path, mask.shape)
+        image, mask, valid = self._read_tile(tile)
         conn, conn_quarter = self.label_cache(tile).labels(tile.mask_path, mask, valid)
         mask_quarter = quarter_mask(mask).astype(np.uint8)
         mask = mask.astype(np.uint8)
         if not valid.all():
             mask[~valid] = IGNORE_INDEX
             mask_quarter[~quarter_mask(valid)] = IGNORE_INDEX
-        return LabelledImage(raster.image, mask, mask_quarter, conn, conn_quarter)
+        return LabelledImage(image, mask, mask_quarter, conn, conn_quarter)
+
+    def precompute_labels(self, index: int) -> bool:
+        """Derive and cache the labels of tile `index` unless they are cached (what a loader
+        would read); True if they were derived."""
+        tile = self.tiles[index]
+        _, mask, valid = self._read_tile(tile)
+        return self.label_cache(tile).precompute(tile.mask_path, mask, valid)
+
+    def _read_tile(self, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image (H, W, 3) uint8, mask (H, W) bool, valid (H, W) bool) of a tile."""
+        raster = read_raster(tile.image_path, self.raster_options)
+        mask = read_mask(tile.mask_path, raster.image.shape[:2])
+        valid = raster.valid
+        if tile.valid_path is not None:
+            valid = valid & read_mask(tile.valid_path, mask.shape)
+        return raster.image, mask, valid
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):

@@ -117,6 +117,18 @@ class LabelCache:
             self._disks[key] = disks
         return render_labels(mask, disks, self.params, valid)
 
+    def precompute(self, mask_path: Path, mask: np.ndarray,
+                   valid: np.ndarray | None = None) -> bool:
+        """Derive and store the labels of `mask` (the content of `mask_path`) unless the disk
+        cache holds valid ones already; True if they were derived."""
+        if valid is not None and np.all(valid):
+            valid = None
+        key = self._key(Path(mask_path), valid)
+        if self._load(key) is not None:
+            return False
+        self._store(key, node_disks(mask, self.params, valid))
+        return True
+
     def _key(self, mask_path: Path, valid: np.ndarray | None) -> str:
         try:
             stat = mask_path.stat()

@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from roads.classes import IGNORE_INDEX
 from model.network import RoadOutputs
+from roads.classes import IGNORE_INDEX
 
 
 def soft_iou_sums(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX

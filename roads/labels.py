@@ -21,13 +21,13 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
+from roads.classes import BACKGROUND, DEAD_END, FOUR_OR_MORE, IGNORE_INDEX, ROAD, THREE_WAY
 from roads.extraction import (
     REFERENCE_METRES_PER_PIXEL,
     SKELETON_KEYS,
     GraphSettings,
     mean_pixel_size,
 )
-from roads.classes import BACKGROUND, DEAD_END, FOUR_OR_MORE, IGNORE_INDEX, ROAD, THREE_WAY
 from roads.graph import (
     DEFAULT_HOLE_AREA,
     DEFAULT_JUNCTION_MERGE_FACTOR,

@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from benchmarks.benchmark import Settings, main, report, run_benchmark
+from benchmarks.benchmark import Settings, main, precision_name, report, run_benchmark
+from evaluation.predictor import fast_dtype_for
 from tools.toy.generate import generate
 from utils.errors import ConfigError
 
@@ -43,6 +44,8 @@ def test_benchmark_at_tiny_size_reports_every_documented_number(tmp_path):
     assert compiled["status"].startswith("n/a") and compiled["images_per_s"] is None
 
     assert [row["tta"] for row in result["inference"]] == [False, True]
+    expected = precision_name(fast_dtype_for(torch.device("cpu")), torch.device("cpu"))
+    assert [row["precision"] for row in result["inference"]] == [expected, expected]
     for row in result["inference"]:
         assert row["tile_size"] == 96
         # (96 px * 0.3 m)^2 = 28.8^2 m^2 = 829.44 m^2
@@ -74,3 +77,30 @@ def test_benchmark_at_tiny_size_reports_every_documented_number(tmp_path):
 def test_missing_data_dir_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="--data-dir"):
         main(["--quick", "--data-dir", str(tmp_path / "nowhere")])
+
+
+def test_inference_paths_side_by_side_on_a_trained_like_checkpoint(tmp_path):
+    from benchmarks import bench_inference
+    from model.network import StackedHourglassRoadNet
+
+    generate(tmp_path / "toy", seed=0, counts={"train": 0, "val": 0, "test": 1}, size=96)
+    arch = dict(num_stacks=1, num_blocks=1, num_feats=16)
+    checkpoint = tmp_path / "tiny.pth"
+    torch.save({"state_dict": StackedHourglassRoadNet(**arch).state_dict(),
+                "config": {"arch": {"args": arch}}}, checkpoint)
+    out = tmp_path / "inference.json"
+    bench_inference.main(["--checkpoint", str(checkpoint), "--data-dir", str(tmp_path / "toy"),
+                          "--tiles", "1", "--repeats", "2", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["tile"] == [96, 96] and result["tiles"] == 1
+    fp32, auto = result["paths"]
+    assert (fp32["path"], auto["path"]) == ("fp32", "auto")
+    assert fp32["compute_dtype"] == "float32" and fp32["speedup_of_medians"] == 1.0
+    assert fp32["mask_iou_vs_base"] == 1.0 and fp32["conn_agreement_vs_base"] == 1.0
+    assert len(auto["seconds"]) == 2 and positive(auto["median_paired_speedup"])
+    # One 96x96 window: the FLOPs of the network on it, the same for both paths.
+    assert fp32["gflop_per_tile"] == auto["gflop_per_tile"] > 0
+    assert fp32["gflop_per_s"] == pytest.approx(fp32["gflop_per_tile"]
+                                                / fp32["median_s_per_tile"])
+    assert set(fp32["metrics"]) >= {"road_iou", "f1", "conn_miou"}
+    assert set(auto["metric_deltas_vs_base"]) == set(auto["metrics"])

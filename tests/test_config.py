@@ -137,7 +137,7 @@ def test_settings_refuse_unknown_and_mistyped_keys_naming_them():
     with pytest.raises(ConfigError, match="'predictor.margin' expects an integer, got 'wide'"):
         config.settings(PredictorSettings, "predictor")
     config["predictor"]["margin"] = 300
-    with pytest.raises(ConfigError, match="'predictor.window': .* must exceed 2 \\* margin"):
+    with pytest.raises(ConfigError, match="'predictor.window': must exceed 2 \\* margin"):
         config.settings(PredictorSettings, "predictor")
 
 

@@ -1,17 +1,18 @@
+import itertools
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
+import evaluation.predictor
 from evaluation.predictor import (
     D4_TRANSFORMS,
     PredictorSettings,
     SlidingWindowPredictor,
     axis_windows,
+    fast_dtype_for,
 )
-from utils.errors import ConfigError
-from utils.settings import from_config
 
 
 class ConvNet(nn.Module):
@@ -25,9 +26,12 @@ class ConvNet(nn.Module):
         self.body = nn.Sequential(nn.Conv2d(3, 8, kernel, padding=padding), nn.ReLU(),
                                   nn.Conv2d(8, 7, kernel, padding=padding))
         self.calls = []
+        self.formats = []
 
     def forward(self, x):
         self.calls.append((tuple(x.shape), self.training, torch.is_grad_enabled()))
+        self.formats.append((x.is_contiguous(memory_format=torch.channels_last),
+                             torch.is_autocast_enabled("cpu")))
         out = self.body(x)
         return SimpleNamespace(segmentation=[out[:, :2]], connectivity=[out[:, 2:]])
 
@@ -36,6 +40,12 @@ def whole_image(model, image):
     with torch.no_grad():
         out = model(image[None])
     return out.segmentation[-1][0], out.connectivity[-1][0]
+
+
+def predict(model, image, **settings):
+    """The fp32 prediction of `image` with window 128 and margin 16 unless `settings` say else."""
+    settings = {"window": 128, "margin": 16, "precision": "fp32", **settings}
+    return SlidingWindowPredictor(model, PredictorSettings(**settings))(image)
 
 
 @pytest.fixture
@@ -60,7 +70,7 @@ def test_axis_windows_tile_the_axis_and_keep_pixels_margin_from_inner_edges(leng
                                                                               margin):
     windows = axis_windows(length, window, margin)
     assert windows[0].keep_start == 0 and windows[-1].keep_stop == length
-    for before, after in zip(windows, windows[1:]):
+    for before, after in itertools.pairwise(windows):
         assert before.keep_stop == after.keep_start
     for w in windows:
         assert w.start <= w.keep_start < w.keep_stop <= w.start + w.size
@@ -73,7 +83,7 @@ def test_axis_windows_tile_the_axis_and_keep_pixels_margin_from_inner_edges(leng
 @pytest.mark.parametrize("kernel", [1, 3])
 def test_sliding_window_equals_whole_image_for_local_models(image, kernel):
     model = ConvNet(kernel)
-    segmentation, connectivity = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
+    segmentation, connectivity = predict(model, image)
     expected_seg, expected_conn = whole_image(model, image)
     assert segmentation.shape == (2, 300, 200) and connectivity.shape == (5, 300, 200)
     assert segmentation.dtype == connectivity.dtype == torch.float32
@@ -84,7 +94,7 @@ def test_sliding_window_equals_whole_image_for_local_models(image, kernel):
 
 def test_margin_smaller_than_receptive_radius_shows_seams(image):
     model = ConvNet(3)
-    segmentation, _ = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=0))(image)
+    segmentation, _ = predict(model, image, margin=0)
     assert not torch.allclose(segmentation, whole_image(model, image)[0], atol=1e-4)
 
 
@@ -92,7 +102,7 @@ def test_margin_smaller_than_receptive_radius_shows_seams(image):
 def test_tiles_smaller_than_a_window_and_non_square(shape):
     model = ConvNet(3)
     image = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
-    segmentation, connectivity = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
+    segmentation, connectivity = predict(model, image)
     expected_seg, expected_conn = whole_image(model, image)
     torch.testing.assert_close(segmentation, expected_seg)
     torch.testing.assert_close(connectivity, expected_conn)
@@ -100,8 +110,8 @@ def test_tiles_smaller_than_a_window_and_non_square(shape):
 
 def test_batch_size_does_not_change_the_result(image):
     model = ConvNet(3)
-    one = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16, batch_size=1))(image)
-    three = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16, batch_size=3))(image)
+    one = predict(model, image, batch_size=1)
+    three = predict(model, image, batch_size=3)
     torch.testing.assert_close(one, three, rtol=0, atol=1e-6)
 
 
@@ -122,14 +132,14 @@ def test_d4_transforms_are_undone_exactly_and_distinct():
 
 def test_tta_of_pointwise_model_equals_plain(image):
     model = ConvNet(1)
-    plain = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
-    tta = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16, tta=True))(image)
+    plain = predict(model, image)
+    tta = predict(model, image, tta=True)
     torch.testing.assert_close(tta, plain)
 
 
 def test_tta_averages_undone_predictions_of_each_transform(image):
     model = ConvNet(3)
-    tta_seg, tta_conn = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16, tta=True))(image)
+    tta_seg, tta_conn = predict(model, image, tta=True)
     seg = conn = 0
     for transform in D4_TRANSFORMS:
         s, c = whole_image(model, transform.apply(image))
@@ -142,25 +152,104 @@ def test_tta_averages_undone_predictions_of_each_transform(image):
 def test_model_runs_in_eval_without_grad_and_mode_is_restored(image):
     model = ConvNet(1)
     model.train()
-    SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
+    predict(model, image)
     assert model.training
     assert all(not training and not grad for _, training, grad in model.calls)
     model.eval()
-    SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
+    predict(model, image)
     assert not model.training
 
 
-def test_autocast_gives_float32_logits_close_to_full_precision(image):
+def test_fp32_is_the_eager_network_bit_for_bit():
+    model = ConvNet(3)
+    image = torch.randn(3, 100, 120, generator=torch.Generator().manual_seed(2))
+    segmentation, connectivity = predict(model, image)
+    assert model.formats == [(False, False)]
+    expected_seg, expected_conn = whole_image(model, image)
+    assert torch.equal(segmentation, expected_seg) and torch.equal(connectivity, expected_conn)
+
+
+def test_tta_batches_every_window_and_transform_together(image):
+    # 3 x 2 windows of 128 x 128 under 8 transforms: 48 crops in 12 full batches of 4 (one batch
+    # per group of windows would run 16 batches, 8 of them of 2 crops).
+    model = ConvNet(3)
+    predict(model, image, tta=True)
+    assert [shape for shape, _, _ in model.calls] == [(4, 3, 128, 128)] * 12
+
+
+def test_tta_of_a_non_square_window_batches_each_transformed_shape_apart():
+    model = ConvNet(3)
+    image = torch.randn(3, 50, 90, generator=torch.Generator().manual_seed(3))
+    tta_seg, tta_conn = predict(model, image, tta=True, batch_size=8)
+    assert [shape for shape, _, _ in model.calls] == [(4, 3, 50, 90), (4, 3, 90, 50)]
+    seg = conn = 0
+    for transform in D4_TRANSFORMS:
+        s, c = whole_image(model, transform.apply(image))
+        seg, conn = seg + transform.undo(s), conn + transform.undo(c)
+    torch.testing.assert_close(tta_seg, seg / 8)
+    torch.testing.assert_close(tta_conn, conn / 8)
+
+
+def test_tta_result_does_not_depend_on_the_batch_size(image):
+    model = ConvNet(3)
+    one = predict(model, image, tta=True, batch_size=1)
+    five = predict(model, image, tta=True, batch_size=5)
+    torch.testing.assert_close(one, five, rtol=0, atol=1e-6)
+
+
+def test_auto_precision_runs_bf16_autocast_channels_last_where_supported(image, monkeypatch):
+    monkeypatch.setattr(evaluation.predictor, "fast_dtype_for", lambda device: torch.bfloat16)
     model = ConvNet(1)
-    plain, _ = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16))(image)
-    half, _ = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16),
-                                     autocast_dtype=torch.bfloat16)(image)
-    assert half.dtype == torch.float32 and half.device.type == "cpu"
-    torch.testing.assert_close(half, plain, rtol=0.05, atol=0.05)
+    plain, _ = predict(model, image)
+    model.formats.clear()
+    fast, _ = predict(model, image, precision="auto")
+    assert set(model.formats) == {(True, True)}
+    assert fast.dtype == torch.float32 and fast.device.type == "cpu"
+    assert fast.is_contiguous()
+    torch.testing.assert_close(fast, plain, rtol=0.05, atol=0.05)
+    assert not torch.equal(fast, plain)
 
 
-def test_window_not_larger_than_two_margins_is_refused_naming_the_key():
-    with pytest.raises(ValueError, match="window: .* margin"):
-        PredictorSettings(window=64, margin=32)
-    with pytest.raises(ConfigError, match="config key 'predictor.window'"):
-        from_config(PredictorSettings, {"window": 64, "margin": 32}, "predictor")
+def test_auto_precision_is_fp32_where_no_fast_dtype_exists(image, monkeypatch):
+    monkeypatch.setattr(evaluation.predictor, "fast_dtype_for", lambda device: None)
+    model = ConvNet(3)
+    fast = predict(model, image, precision="auto")
+    assert set(model.formats) == {(False, False)}
+    plain = predict(model, image)
+    assert torch.equal(fast[0], plain[0]) and torch.equal(fast[1], plain[1])
+
+
+def test_fast_dtype_for_the_cpu_follows_its_bf16_support():
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert fast_dtype_for(torch.device("cpu")) == (torch.bfloat16 if native else None)
+    assert fast_dtype_for(torch.device("meta")) is None
+
+
+def test_default_settings():
+    assert PredictorSettings() == PredictorSettings(window=512, margin=72, batch_size=4,
+                                                    tta=False, precision="auto", compile=False)
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(window=64, margin=32), "window: must exceed 2 * margin = 64, got 64"),
+    (dict(margin=-1), "margin: must be >= 0, got -1"),
+    (dict(batch_size=0), "batch_size: must be >= 1, got 0"),
+    (dict(window=512.0), "window: expected an integer"),
+    (dict(tta="yes"), "tta: expected true or false"),
+    (dict(precision="fp16"), "precision: must be one of fp32, auto, got 'fp16'"),
+])
+def test_invalid_settings_name_the_parameter(settings, message):
+    with pytest.raises(ValueError, match="^" + message.replace("*", r"\*")):
+        PredictorSettings(**settings)
+
+
+@pytest.mark.slow
+def test_compiled_network_is_reused_across_tiles_and_matches_eager(image):
+    model = ConvNet(3)
+    predictor = SlidingWindowPredictor(model, PredictorSettings(window=128, margin=16,
+                                                                precision="fp32", compile=True))
+    for tile in (image, image.flip(-1)):
+        compiled = predictor(tile)
+        eager = predict(model, tile)
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+    assert predictor._network is not model

@@ -80,8 +80,7 @@ class JointTrainer(BaseTrainer):
             self.train_model = torch.compile(self.train_model)
         self.evaluation = evaluation_settings(config, graphs=settings.val_graphs)
         self.predictor = SlidingWindowPredictor(
-            model, config.settings(PredictorSettings, "predictor"), device=context.device,
-            autocast_dtype=self.autocast_dtype)
+            model, config.settings(PredictorSettings, "predictor"), device=context.device)
 
     def metric_names(self) -> set[str]:
         train = {"train/loss", "train/lr"} | {
