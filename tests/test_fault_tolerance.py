@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from data_loader import label_cache
-from data_loader.datasets import label_params
+from data_loader.datasets import RoadDataset
 from data_loader.label_cache import LabelCache, read_cache_file
-from data_loader.tiles import list_tiles, read_mask
+from data_loader.tiles import read_mask
 from roads.labels import LabelParams, node_disks
 from tests.conftest import REPO, drawn, tiny_config
 from tools.toy.generate import generate
@@ -87,13 +87,16 @@ def test_hard_kills_never_leave_a_valid_but_wrong_file_and_the_run_resumes(tmp_p
             assert json.loads(path.read_text())["name"] == config["name"]
     assert checked > 2 * EPOCHS
 
-    params = label_params(config["data_loader"]["args"]["labels"])
-    cache = LabelCache(params, None)
+    args = config["data_loader"]["args"]
     expected_disks = {}
     for split in ("train", "val"):
-        for tile in list_tiles(Path(config["data_loader"]["args"]["data_dir"]) / split):
-            expected_disks[cache._key(tile.mask_path)] = node_disks(read_mask(tile.mask_path),
-                                                                    params)
+        # The tile's label parameters as the loader makes them (ground units in its pixels).
+        dataset = RoadDataset(args["data_dir"], split, training=False, labels=args["labels"],
+                              graph=config["graph"], label_cache_dir=tmp_path / "unused")
+        for tile in dataset.tiles:
+            cache = LabelCache(dataset.label_cache(tile).params, None)
+            expected_disks[cache._key(tile.mask_path, None)] = node_disks(
+                read_mask(tile.mask_path), cache.params)
     cache_files = list(Path(config["data_loader"]["args"]["label_cache_dir"]).glob("*.npz"))
     for path in cache_files:
         np.testing.assert_array_equal(read_cache_file(path, path.stem), expected_disks[path.stem])
