@@ -1,4 +1,5 @@
 """The base data loader: seeded, epoch-aware sampling for single-process and distributed runs."""
+import itertools
 import random
 import signal
 
@@ -65,6 +66,21 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+class ResumableSampler(Sampler[int]):
+    """Another sampler's indices without the first `skip` of them: an epoch resumed mid-way
+    draws the same order and goes on where it stopped, without loading what was done."""
+
+    def __init__(self, sampler: Sampler[int]) -> None:
+        self.sampler = sampler
+        self.skip = 0
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(len(self.sampler) - self.skip, 0)
+
+
 class BaseDataLoader(DataLoader):
     """A DataLoader whose sampling is reproducible from `seed` and selectable per epoch.
 
@@ -72,7 +88,8 @@ class BaseDataLoader(DataLoader):
     DistributedSampler (equal shards, as DDP needs the same number of steps everywhere),
     evaluation (`training=False`) through a ShardSampler (each item exactly once). Otherwise a
     RandomSampler (shuffle) or SequentialSampler. Call `set_epoch(epoch)` before each epoch: it
-    reseeds the order and tells the dataset, whose augmentation depends on the epoch.
+    reseeds the order and tells the dataset, whose augmentation depends on the epoch;
+    `set_epoch(epoch, skip_batches=k)` resumes the epoch after its first k batches.
     Evaluation loaders (batch size 1: tiles differ in size) yield the dataset's items themselves,
     without a batch dimension.
     """
@@ -94,11 +111,12 @@ class BaseDataLoader(DataLoader):
         if not training and batch_size != 1:
             raise ValueError(f"batch_size: an evaluation loader reads whole tiles one at a time, "
                              f"got {batch_size}")
+        self._resumable = ResumableSampler(sampler)
         super().__init__(
             dataset,
             batch_size=batch_size,
             collate_fn=None if training else only_item,
-            sampler=sampler,
+            sampler=self._resumable,
             num_workers=num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=num_workers > 0,
@@ -107,10 +125,12 @@ class BaseDataLoader(DataLoader):
         )
         self.set_epoch(0)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select epoch `epoch`'s sample order and augmentation."""
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """Select epoch `epoch`'s sample order and augmentation; leave out its first
+        `skip_batches` batches (an epoch resumed where it was interrupted)."""
         self._order_generator.manual_seed(epoch_seed(self.seed, epoch))
-        if isinstance(self.sampler, DistributedSampler):
-            self.sampler.set_epoch(epoch)
+        self._resumable.skip = skip_batches * self.batch_size
+        if isinstance(self._resumable.sampler, DistributedSampler):
+            self._resumable.sampler.set_epoch(epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)

@@ -91,6 +91,9 @@ class BaseTrainer(ABC):
         self.writer = None
         self._interrupted_by: int | None = None
         self.last_checkpoint: Path | None = None
+        # Where an interrupted epoch stopped (saved with checkpoint-interrupted.pth, restored on
+        # resume, then consumed by the subclass's first epoch): see `_progress_state`.
+        self.interrupted_progress: dict[str, Any] | None = None
 
     @abstractmethod
     def metric_names(self) -> set[str]:
@@ -107,8 +110,9 @@ class BaseTrainer(ABC):
     def train(self) -> None:
         """Run epochs `start_epoch..epochs`.
 
-        Ctrl-C or SIGTERM saves a resumable checkpoint of the weights reached so far; resuming from
-        it repeats the interrupted epoch.
+        Ctrl-C or SIGTERM stops at the next training batch and saves a checkpoint of everything
+        reached so far, the position in the epoch included (`_progress_state`): resuming from it
+        goes on from that batch and ends with the weights an uninterrupted run would have.
         """
         self._prepare()
         if self.context.is_main and self.settings.tensorboard:
@@ -136,6 +140,7 @@ class BaseTrainer(ABC):
                                 self.monitor_key, self.early_stop)
                     break
         except TrainingInterrupted:
+            self.interrupted_progress = self._progress_state()  # every process: it may reduce
             path = self._save_checkpoint(epoch - 1, name="checkpoint-interrupted.pth")
             raise UserError(f"training stopped by signal {self._interrupted_by}; resumable checkpoint "
                             f"saved as {path}; resume with: python train.py -r {path}") from None
@@ -200,6 +205,7 @@ class BaseTrainer(ABC):
             "monitor_best": self.monitor_best,
             "not_improved": self.not_improved,
             "config": self.config.config,
+            "progress": self.interrupted_progress,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -209,6 +215,11 @@ class BaseTrainer(ABC):
             },
             **self._extra_state(),
         }
+
+    def _progress_state(self) -> dict[str, Any] | None:
+        """Where the epoch in progress stopped, for an interrupted checkpoint (None: at an epoch
+        boundary). Called on every process, after they agreed to stop."""
+        return None
 
     def _extra_state(self) -> dict[str, Any]:
         """More state for the checkpoint (e.g. a gradient scaler); restored by `_load_extra_state`."""
@@ -239,6 +250,7 @@ class BaseTrainer(ABC):
         if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.start_epoch = state["epoch"] + 1
+        self.interrupted_progress = state.get("progress")
         self.monitor_best = state.get("monitor_best", self.monitor_best)
         self.not_improved = state.get("not_improved", 0)
         rng = state.get("rng")

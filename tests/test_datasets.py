@@ -173,13 +173,13 @@ def test_distributed_sampler_under_a_process_group(tmp_path):
                             world_size=1)
     try:
         loader = BaseDataLoader(list(range(6)), batch_size=6, shuffle=True, num_workers=0, seed=0)
-        assert isinstance(loader.sampler, DistributedSampler)
+        assert isinstance(loader.sampler.sampler, DistributedSampler)
         loader.set_epoch(4)
-        assert loader.sampler.epoch == 4
+        assert loader.sampler.sampler.epoch == 4
         assert sorted(next(iter(loader)).tolist()) == list(range(6))
         evaluation = BaseDataLoader(list(range(3)), batch_size=1, shuffle=False, num_workers=0,
                                     training=False)
-        assert isinstance(evaluation.sampler, ShardSampler) and len(evaluation) == 3
+        assert isinstance(evaluation.sampler.sampler, ShardSampler) and len(evaluation) == 3
     finally:
         dist.destroy_process_group()
 

@@ -531,3 +531,53 @@ def test_monitoring_validation_without_a_validation_split_is_refused(tmp_path, t
     assert result.returncode == 2
     assert "trainer.monitor names 'val/road_iou', which is never logged" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_run_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(num_workers,
+                                                                          tiny_dataset, tmp_path):
+    """SIGTERM at some batch of epoch 2, then `train.py -r checkpoint-interrupted.pth`: the last
+    checkpoint equals, tensor for tensor, that of a run never interrupted."""
+    config = tiny_config(tiny_dataset, tmp_path / "straight", epochs=3, save_period=3)
+    config["data_loader"]["args"].update(num_workers=num_workers, crops_per_tile=12)
+    config["trainer"]["valid_split"] = None
+    config["trainer"]["monitor"] = "off"
+    straight = tmp_path / "straight.json"
+    straight.write_text(json.dumps(config))
+    assert run_command("train.py", "-c", str(straight)).returncode == 0
+    config["trainer"]["save_dir"] = str(tmp_path / "interrupted")
+    config["trainer"]["save_period"] = 1
+    interrupted_config = tmp_path / "interrupted.json"
+    interrupted_config.write_text(json.dumps(config))
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "train.py", "-c", str(interrupted_config)],
+                                   cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   env=environment, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while not list((tmp_path / "interrupted").glob("models/*/*/checkpoint-epoch1.pth")):
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "no checkpoint after 240 s"
+                time.sleep(0.02)
+            time.sleep(1.5)  # into epoch 2 (12 batches of about 0.3 s)
+            os.killpg(process.pid, signal.SIGTERM)
+            assert process.wait(timeout=120) == 2, log.read_text()
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    (checkpoint,) = (tmp_path / "interrupted").glob("models/*/*/checkpoint-interrupted.pth")
+    progress = torch.load(checkpoint, weights_only=True)["progress"]
+    assert progress is not None and progress["epoch"] >= 2
+    resumed = run_command("train.py", "-r", str(checkpoint))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected = torch.load(run_folder(tmp_path / "straight") / "checkpoint-epoch3.pth",
+                          weights_only=True)
+    final = sorted((tmp_path / "interrupted").glob("models/*/*/checkpoint-epoch3.pth"))[-1]
+    got = torch.load(final, weights_only=True)
+    different = [key for key in expected["state_dict"]
+                 if not torch.equal(expected["state_dict"][key], got["state_dict"][key])]
+    assert different == [], f"{len(different)} tensors differ, e.g. {different[:3]}"
+    assert got["log"]["train/loss"] == pytest.approx(expected["log"]["train/loss"], rel=1e-6)

@@ -72,6 +72,7 @@ class JointTrainer(BaseTrainer):
         self.autocast_dtype = autocast_dtype_for(context.device, settings.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
         self.global_step = 0
+        self._epoch_progress: tuple = (1, 0, {}, torch.zeros(()), 0)
         # The network as training runs it; self.model stays the plain module whose weights are
         # saved and which validation predicts with.
         self.train_model = model
@@ -102,19 +103,29 @@ class JointTrainer(BaseTrainer):
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.train_model.train()
-        self.data_loader.set_epoch(epoch)
+        # An epoch interrupted at a batch goes on from there, with what it had summed so far.
+        progress = self.interrupted_progress
+        self.interrupted_progress = None
+        if progress is None or progress["epoch"] != epoch:
+            progress = {"epoch": epoch, "batch": 0, "batches": 0, "skipped": 0, "sums": {}}
+        self.data_loader.set_epoch(epoch, skip_batches=progress["batch"])
         sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
-        batches = torch.zeros((), device=self.device)
-        skipped = 0
+        restored = self.context.is_main  # the sums saved are over every process
+        for name, value in progress["sums"].items():
+            sums[name] += value.to(self.device) if restored else 0
+        batches = torch.tensor(float(progress["batches"] if restored else 0), device=self.device)
+        skipped = progress["skipped"]
         bar = tqdm(self.data_loader, desc=f"epoch {epoch}/{self.epochs}", leave=False,
                    disable=not self.context.is_main, dynamic_ncols=True)
-        for batch_index, batch in enumerate(bar):
+        for batch_index, batch in enumerate(bar, start=progress["batch"]):
+            self._epoch_progress = (epoch, batch_index, sums, batches, skipped)
             self._stop_if_interrupted()
             batch = self._to_device(batch)
             terms = self._step(batch, epoch, batch_index)
             if terms is None:
                 skipped += 1
-                logger.warning("non-finite loss at epoch %d, batch %d: batch skipped", epoch, batch_index)
+                logger.warning("non-finite loss at epoch %d, batch %d: batch skipped", epoch,
+                               batch_index)
                 continue
             for name, value in terms.items():
                 sums[name] += value.detach()
@@ -137,6 +148,15 @@ class JointTrainer(BaseTrainer):
             log["train/skipped_batches"] = skipped
         self._write_scalars(log, epoch)
         return log
+
+    def _progress_state(self) -> dict[str, Any] | None:
+        """The interrupted epoch, its next batch and its sums over every process so far."""
+        epoch, batch_index, sums, batches, skipped = self._epoch_progress
+        names = sorted(sums)
+        totals = all_reduce_sum(torch.stack([sums[n] for n in names] + [batches]).double())
+        return {"epoch": epoch, "batch": batch_index, "batches": int(totals[-1].item()),
+                "skipped": skipped,
+                "sums": {name: total.float().cpu() for name, total in zip(names, totals[:-1])}}
 
     def _step(self, batch: dict[str, Tensor], epoch: int, batch_index: int) -> dict[str, Tensor] | None:
         terms = forward_loss(self.train_model, self.criterion, batch, self.autocast_dtype,
