@@ -258,7 +258,7 @@ def test_a_damaged_label_cache_file_is_reported_once_and_derived_anew(tmp_path, 
     for name, mask_path in masks.items():
         cache = LabelCache(LabelParams(), cache_dir)
         cache.labels(mask_path, read_mask(mask_path))
-        files[name] = cache_dir / f"{cache._key(mask_path)}.npz"
+        files[name] = cache_dir / f"{cache._key(mask_path, None)}.npz"
     expected = node_disks(read_mask(masks["cross"]))
     damaged(kind, files["cross"], files["tee"])
     derived = []
