@@ -5,6 +5,7 @@ hands over each tile's GeoJSON and GeoTIFF paths, where it has them, for the APL
 `ImageFolderDataset` serves images without ground truth for prediction.
 """
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -289,8 +290,11 @@ class ImageFolderDataset(Dataset):
 
 
 def _channel_stats(values, key: str) -> tuple[float, float, float]:
-    values = tuple(float(v) for v in values)
-    if len(values) != 3 or (key == "std" and min(values) <= 0):
+    """The (R, G, B) `mean` or `std` of the config: three finite numbers, positive for std."""
+    numbers = (isinstance(values, (list, tuple)) and len(values) == 3
+               and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and math.isfinite(v) for v in values))
+    if not numbers or (key == "std" and min(values) <= 0):
         raise ConfigError(f"data_loader.args.{key}: expected 3 {'positive ' * (key == 'std')}"
-                          f"numbers (R, G, B), got {list(values)}")
-    return values
+                          f"numbers (R, G, B), got {str(values)[:80]}")
+    return tuple(float(v) for v in values)

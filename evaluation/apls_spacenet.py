@@ -126,6 +126,8 @@ def read_lonlat_lines(path: Path) -> tuple[list[np.ndarray], int]:
             collection = json.load(file)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{path}: invalid GeoJSON ({error})") from None
+    except RecursionError:
+        raise DataError(f"{path}: invalid GeoJSON (nested too deeply)") from None
     if not isinstance(collection, dict) or not isinstance(collection.get("features"), list):
         raise DataError(f"{path}: invalid GeoJSON (not a FeatureCollection with a 'features' list)")
     lines, skipped = [], 0
@@ -139,10 +141,12 @@ def read_lonlat_lines(path: Path) -> tuple[list[np.ndarray], int]:
         else:
             skipped += 1
             continue
+        if not isinstance(parts, list):
+            raise DataError(f"{path}: invalid GeoJSON (feature {index}: malformed coordinates)")
         for part in parts:
             try:
                 coords = np.array([position[:2] for position in part], dtype=float).reshape(-1, 2)
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError):
                 raise DataError(f"{path}: invalid GeoJSON (feature {index}: malformed "
                                 f"coordinates)") from None
             if not np.isfinite(coords).all():

@@ -63,7 +63,8 @@ def _declared_crs(path: Path, collection: dict) -> pyproj.CRS | None:
     member = collection.get("crs")
     if member is None:
         return None
-    name = member.get("properties", {}).get("name") if isinstance(member, dict) else None
+    properties = member.get("properties") if isinstance(member, dict) else None
+    name = properties.get("name") if isinstance(properties, dict) else None
     if not isinstance(name, str) or member.get("type") != "name":
         raise DataError(f"{path}: unsupported GeoJSON 'crs' member {json.dumps(member)[:80]} "
                         "(expected {\"type\": \"name\", \"properties\": {\"name\": ...}})")
@@ -88,6 +89,8 @@ def read_road_lines(path: Path) -> list[RoadLine]:
             collection = json.load(file)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{path}: invalid GeoJSON ({error})") from None
+    except RecursionError:
+        raise DataError(f"{path}: invalid GeoJSON (nested too deeply)") from None
     if not isinstance(collection, dict) or not isinstance(collection.get("features"), list):
         raise DataError(f"{path}: invalid GeoJSON (not a FeatureCollection with a 'features' list)")
     crs = _declared_crs(path, collection)
@@ -102,10 +105,15 @@ def read_road_lines(path: Path) -> list[RoadLine]:
             parts = geometry.get("coordinates")
         else:
             continue
-        properties = feature.get("properties") or {}
+        properties = feature.get("properties")
+        if properties is None:
+            properties = {}
+        elif not isinstance(properties, dict):
+            raise DataError(f"{path}: invalid GeoJSON (feature {index}: 'properties' must be an "
+                            f"object or null, got {json.dumps(properties)[:40]})")
         try:
             arrays = [_line_coordinates(part) for part in parts]
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise DataError(f"{path}: invalid GeoJSON (feature {index}: {error})") from None
         lines.extend(RoadLine(coords, dict(properties), crs) for coords in arrays
                      if len(coords) >= 2)
@@ -133,7 +141,8 @@ def project_lines(lines: list[RoadLine], georeference: Georeference,
 
 
 def _line_coordinates(positions: list) -> np.ndarray:
-    """GeoJSON positions [[lon, lat(, z)], ...] -> (N, 2) float; ValueError when malformed."""
+    """GeoJSON positions [[lon, lat(, z)], ...] -> (N, 2) float; ValueError (TypeError,
+    OverflowError for an integer beyond float's range) when malformed."""
     if not isinstance(positions, list) or not all(isinstance(p, list) for p in positions):
         raise ValueError("positions must be a list of lists")
     if not positions:

@@ -145,6 +145,56 @@ def png_data_mutation(data: bytes, rng: random.Random) -> Mutant:
 PNG_MUTATIONS = (png_header_mutation, png_data_mutation)
 
 
+# TIFF: the header is a chain of IFDs of 12-byte entries (tag, type, count, value or offset);
+# the mutation rewrites one entry's value in place, to reach the code that trusts it.
+
+TIFF_SIZE_TAGS = {256: "ImageWidth", 257: "ImageLength", 273: "StripOffsets",
+                  277: "SamplesPerPixel", 278: "RowsPerStrip", 279: "StripByteCounts",
+                  258: "BitsPerSample", 322: "TileWidth", 323: "TileLength", 324: "TileOffsets",
+                  325: "TileByteCounts", 259: "Compression"}
+
+
+def tiff_entries(data: bytes) -> tuple[str, list[tuple[int, int, int]]]:
+    """Byte order ("<" or ">") and (tag, type, entry offset) of the first IFD of a classic
+    TIFF; no entries for anything else (BigTIFF, a damaged header)."""
+    if len(data) < 8 or data[:2] not in (b"II", b"MM"):
+        return "<", []
+    order = "<" if data[:2] == b"II" else ">"
+    (magic, ifd) = struct.unpack(order + "HI", data[2:8])
+    if magic != 42 or ifd + 2 > len(data):
+        return order, []
+    (count,) = struct.unpack(order + "H", data[ifd:ifd + 2])
+    entries = []
+    for index in range(count):
+        at = ifd + 2 + 12 * index
+        if at + 12 > len(data):
+            break
+        tag, kind = struct.unpack(order + "HH", data[at:at + 4])
+        entries.append((tag, kind, at))
+    return order, entries
+
+
+def tiff_header_mutation(data: bytes, rng: random.Random) -> Mutant:
+    """A size, offset, count or compression entry of the first IFD set to a huge, zero or odd
+    value (a decompression bomb declares 2^31 x 2^31 pixels in a few bytes)."""
+    order, entries = tiff_entries(data)
+    entries = [e for e in entries if e[0] in TIFF_SIZE_TAGS and e[1] in (3, 4)]
+    if not entries:
+        return flip_bits(data, rng)
+    tag, kind, at = rng.choice(entries)
+    value = rng.choice((0, 1, 7, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 100_000))
+    if kind == 3:  # SHORT: the value sits in the entry's first two value bytes
+        value &= 0xFFFF
+        packed = struct.pack(order + "H", value) + data[at + 10:at + 12]
+    else:
+        packed = struct.pack(order + "I", value)
+    return (f"TIFF {TIFF_SIZE_TAGS[tag]} = {value}",
+            data[:at + 4] + struct.pack(order + "I", 1) + packed + data[at + 12:])
+
+
+TIFF_MUTATIONS = (tiff_header_mutation, tiff_header_mutation)
+
+
 # JSON: mutate the parsed document (a value replaced by a wrong type, NaN, inf, a huge number;
 # a key dropped) or the text (truncation, bit flips, deep nesting).
 

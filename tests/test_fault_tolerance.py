@@ -258,7 +258,7 @@ def test_a_damaged_label_cache_file_is_reported_once_and_derived_anew(tmp_path, 
     for name, mask_path in masks.items():
         cache = LabelCache(LabelParams(), cache_dir)
         cache.labels(mask_path, read_mask(mask_path))
-        files[name] = cache_dir / f"{cache._key(mask_path)}.npz"
+        files[name] = cache_dir / f"{cache._key(mask_path, None)}.npz"
     expected = node_disks(read_mask(masks["cross"]))
     damaged(kind, files["cross"], files["tee"])
     derived = []
@@ -294,3 +294,32 @@ def test_a_full_disk_turns_the_label_cache_off_with_one_warning(tmp_path, monkey
     assert full.max() > 0 and cache.cache_dir is None
     assert list((tmp_path / "cache").iterdir()) == []
 
+
+
+def test_train_py_resumes_a_run_folder_from_its_newest_valid_checkpoint(tmp_path):
+    """`train.py -r RUN_FOLDER`: the furthest checkpoint that loads, skipping a damaged newer one."""
+    config_path = tiny_run_config(tmp_path)
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+    def train(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "train.py", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=300, env=environment)
+
+    first = train("-c", str(config_path), "--epochs", "2")
+    assert first.returncode == 0, first.stderr
+    (folder,) = (tmp_path / "saved" / "models" / "toy-spacenet").iterdir()
+    whole = (folder / "checkpoint-epoch2.pth").read_bytes()
+    (folder / "checkpoint-epoch3.pth").write_bytes(whole[: len(whole) // 2])
+    resumed = train("-r", str(folder), "--epochs", "3")
+    assert resumed.returncode == 0, resumed.stderr
+    output = resumed.stdout + resumed.stderr
+    assert "Traceback" not in output
+    assert f"resumed from {folder / 'checkpoint-epoch2.pth'} at epoch 3" in output
+    assert f"skipped checkpoint {folder / 'checkpoint-epoch3.pth'}" in output
+    epochs = []
+    for path in (tmp_path / "saved").rglob("checkpoint-epoch3.pth"):
+        try:
+            epochs.append(load_checkpoint(path)["epoch"])
+        except UserError:
+            continue
+    assert epochs == [3]

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple, TypeVar
 
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint, newest_valid_checkpoint
 from utils.errors import ConfigError
 from utils.settings import from_config
 
@@ -94,6 +94,9 @@ class ConfigParser:
         if getattr(options, "device", None) is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = options.device
         resume = Path(options.resume) if getattr(options, "resume", None) else None
+        if resume is not None and resume.is_dir():
+            # A run folder: resume from the checkpoint furthest along that still loads.
+            resume = newest_valid_checkpoint(resume)
         if options.config is not None:
             config = read_json(Path(options.config))
         elif resume is not None:
@@ -338,8 +341,12 @@ def _read_json_object(path: Path) -> dict:
             content = json.load(file)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is not valid JSON: nested too deeply") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
     if not isinstance(content, dict):
         raise ConfigError(f"config file {path} must hold a JSON object")
     return content
