@@ -68,7 +68,8 @@ def main(args: list[str] | None = None) -> None:
             described = {"checkpoint": str(config.resume), "preset": options.preset,
                          "threshold": settings.threshold,
                          **{key: getattr(predictor_settings, key)
-                            for key in ("tta", "window", "margin", "precision")},
+                            for key in ("tta", "window", "margin")},
+                         "inference_precision": predictor_settings.precision,
                          "rho": settings.metrics.rho,
                          "apls_settings": {"mode": settings.metrics.apls.mode,
                                            **settings.metrics.apls.resolved()},
