@@ -1,7 +1,6 @@
 """The joint trainer: both tasks, every stack, mixed precision, DDP, whole-tile validation."""
 import logging
 import math
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -109,10 +108,12 @@ class JointTrainer(BaseTrainer):
         if progress is None or progress["epoch"] != epoch:
             progress = {"epoch": epoch, "batch": 0, "batches": 0, "skipped": 0, "sums": {}}
         self.data_loader.set_epoch(epoch, skip_batches=progress["batch"])
-        sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
+        # A plain dict: a default factory closing over `self`, kept in `_epoch_progress`, would
+        # make a reference cycle that keeps the loader's workers alive past the end of the run.
         restored = self.context.is_main  # the sums saved are over every process
-        for name, value in progress["sums"].items():
-            sums[name] += value.to(self.device) if restored else 0
+        sums: dict[str, Tensor] = {name: value.to(self.device) if restored
+                                   else torch.zeros((), device=self.device)
+                                   for name, value in progress["sums"].items()}
         batches = torch.tensor(float(progress["batches"] if restored else 0), device=self.device)
         skipped = progress["skipped"]
         bar = tqdm(self.data_loader, desc=f"epoch {epoch}/{self.epochs}", leave=False,
@@ -128,7 +129,7 @@ class JointTrainer(BaseTrainer):
                                batch_index)
                 continue
             for name, value in terms.items():
-                sums[name] += value.detach()
+                sums[name] = sums.get(name, 0) + value.detach()
             batches += 1
             self.global_step += 1
             if batch_index % self.settings.log_step == 0:
@@ -136,6 +137,7 @@ class JointTrainer(BaseTrainer):
                 bar.set_postfix(loss=f"{loss:.4f}")
                 if self.writer is not None:
                     self.writer.add_scalar("batch/train_loss", loss, self.global_step)
+        self._epoch_progress = (epoch + 1, 0, {}, torch.zeros(()), 0)
         log = {"train/lr": self.optimizer.param_groups[0]["lr"]}
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
