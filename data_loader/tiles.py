@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from roads.georeference import Georeference, georeference_of
+from roads.georeference import Georeference, gdal_message, georeference_of, open_raster
 from utils.errors import DataError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
@@ -127,23 +126,6 @@ class RasterHeader:
     dtype: np.dtype
 
 
-def _open(path: Path):
-    """An open rasterio dataset; DataError naming the file when missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except RasterioError as error:
-        raise DataError(f"{path}: unreadable or truncated image ({_gdal_message(error)})") from None
-
-
-def _gdal_message(error: Exception) -> str:
-    return " ".join(str(error).split())[:200]
-
-
 def _file_ends_with(path: Path, marker: bytes) -> bool:
     with open(path, "rb") as file:
         file.seek(0, 2)
@@ -171,7 +153,7 @@ def _check_complete(path: Path, dataset) -> None:
         try:
             dataset.read(dataset.count, window=window)
         except RasterioError as error:
-            raise DataError(f"{path}: truncated or damaged TIFF ({_gdal_message(error)})") from None
+            raise DataError(f"{path}: truncated or damaged TIFF ({gdal_message(error)})") from None
 
 
 def _check_size(path: Path, height: int, width: int, max_pixels: int) -> None:
@@ -249,7 +231,7 @@ class RasterSource:
     def __init__(self, path: Path, options: RasterOptions = RasterOptions()) -> None:
         self.path = Path(path)
         self.options = options
-        self._dataset = _open(self.path)
+        self._dataset = open_raster(self.path)
         try:
             self.shape = (self._dataset.height, self._dataset.width)
             self.dtype = np.dtype(self._dataset.dtypes[0])
@@ -283,7 +265,7 @@ class RasterSource:
             masks = self._dataset.read_masks(unique, **kwargs)
         except RasterioError as error:
             raise DataError(f"{self.path}: unreadable or truncated image "
-                            f"({_gdal_message(error)})") from None
+                            f"({gdal_message(error)})") from None
         raw = np.moveaxis(raw, 0, -1)[..., [unique.index(b) for b in self.bands]]
         valid = (masks > 0).any(axis=0)
         if self.options.nodata_color is not None:
@@ -349,7 +331,7 @@ def read_image(path: Path, options: RasterOptions = RasterOptions()) -> np.ndarr
 
 def _read_bands(path: Path, max_pixels: int) -> np.ndarray:
     """(H, W) or (H, W, bands) array of every band of a raster, as stored."""
-    dataset = _open(path)
+    dataset = open_raster(path)
     with dataset:
         _check_size(path, dataset.height, dataset.width, max_pixels)
         _check_complete(path, dataset)
@@ -357,7 +339,7 @@ def _read_bands(path: Path, max_pixels: int) -> np.ndarray:
             array = dataset.read()
         except RasterioError as error:
             raise DataError(f"{path}: unreadable or truncated image "
-                            f"({_gdal_message(error)})") from None
+                            f"({gdal_message(error)})") from None
     return array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
 
 
@@ -407,7 +389,7 @@ def read_header(path: Path) -> RasterHeader:
     """Size, bands and dtype of a raster from its header, and a check that it is complete (see
     `_check_complete`), without decoding the whole image."""
     path = Path(path)
-    with _open(path) as dataset:
+    with open_raster(path) as dataset:
         _check_complete(path, dataset)
         return RasterHeader((dataset.height, dataset.width), dataset.count,
                             np.dtype(dataset.dtypes[0]))

@@ -47,7 +47,6 @@ edges touching the 20 nearest nodes in graphs of over 1000 nodes.
 """
 import csv
 import functools
-import json
 import math
 import re
 from collections.abc import Callable
@@ -68,6 +67,7 @@ from evaluation.apls import (
     _split_graph,
     harmonic_mean,
 )
+from roads.geo import read_feature_collection
 from utils.errors import DataError
 
 EARTH_RADIUS_M = 6371009.0
@@ -121,15 +121,7 @@ def read_lonlat_lines(path: Path) -> tuple[list[np.ndarray], int]:
     Raises DataError naming the file for unreadable JSON or non-finite coordinates.
     """
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as file:
-            collection = json.load(file)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: invalid GeoJSON ({error})") from None
-    except RecursionError:
-        raise DataError(f"{path}: invalid GeoJSON (nested too deeply)") from None
-    if not isinstance(collection, dict) or not isinstance(collection.get("features"), list):
-        raise DataError(f"{path}: invalid GeoJSON (not a FeatureCollection with a 'features' list)")
+    collection = read_feature_collection(path)
     lines, skipped = [], 0
     for index, feature in enumerate(collection["features"]):
         geometry = feature.get("geometry") if isinstance(feature, dict) else None

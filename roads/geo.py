@@ -75,14 +75,9 @@ def _declared_crs(path: Path, collection: dict) -> pyproj.CRS | None:
     return None if crs.equals(LONLAT, ignore_axis_order=True) else crs
 
 
-def read_road_lines(path: Path) -> list[RoadLine]:
-    """Road polylines of a GeoJSON FeatureCollection, one RoadLine per LineString part.
-
-    MultiLineStrings give one RoadLine per part, all with the feature's properties. Features with a
-    null or non-line geometry and parts with fewer than two positions are skipped; a third (z)
-    coordinate is dropped. Positions are RFC 7946 lon/lat unless the file declares a `crs`.
-    Raises DataError naming the file for unreadable or malformed GeoJSON or an unknown CRS.
-    """
+def read_feature_collection(path: Path) -> dict:
+    """A GeoJSON FeatureCollection as parsed JSON, with a `features` list; DataError naming the
+    file when it is unreadable, not JSON, nested too deeply or no FeatureCollection."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as file:
@@ -93,6 +88,19 @@ def read_road_lines(path: Path) -> list[RoadLine]:
         raise DataError(f"{path}: invalid GeoJSON (nested too deeply)") from None
     if not isinstance(collection, dict) or not isinstance(collection.get("features"), list):
         raise DataError(f"{path}: invalid GeoJSON (not a FeatureCollection with a 'features' list)")
+    return collection
+
+
+def read_road_lines(path: Path) -> list[RoadLine]:
+    """Road polylines of a GeoJSON FeatureCollection, one RoadLine per LineString part.
+
+    MultiLineStrings give one RoadLine per part, all with the feature's properties. Features with a
+    null or non-line geometry and parts with fewer than two positions are skipped; a third (z)
+    coordinate is dropped. Positions are RFC 7946 lon/lat unless the file declares a `crs`.
+    Raises DataError naming the file for unreadable or malformed GeoJSON or an unknown CRS.
+    """
+    path = Path(path)
+    collection = read_feature_collection(path)
     crs = _declared_crs(path, collection)
     lines = []
     for index, feature in enumerate(collection["features"]):

@@ -138,15 +138,27 @@ def read_georeference(path: Path) -> Georeference | None:
     """A raster file's Georeference, from its header; None when it has none (see
     `georeference_of`). Raises DataError naming the file when it cannot be opened."""
     path = Path(path)
+    with open_raster(path) as dataset:
+        return georeference_of(dataset, path)
+
+
+def open_raster(path: Path):
+    """An open rasterio dataset (a context manager); DataError naming the file when it is
+    missing or GDAL cannot read it. The one place the repo opens rasters."""
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as dataset:
-                return georeference_of(dataset, path)
+            return rasterio.open(path)
     except RasterioError as error:
-        raise DataError(f"{path}: unreadable raster ({error})") from None
+        raise DataError(f"{path}: unreadable or truncated image ({gdal_message(error)})") from None
+
+
+def gdal_message(error: Exception) -> str:
+    """GDAL's message on one line, at most 200 characters."""
+    return " ".join(str(error).split())[:200]
 
 
 def _profile(array: np.ndarray, georeference: Georeference | None) -> dict:
