@@ -28,7 +28,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 import pytest
-import tifffile
+import rasterio
 import torch
 
 import data_loader.tiles as tiles
@@ -237,8 +237,15 @@ def empty_folder(relative: str) -> Callable[[Path], None]:
 
 
 def write_tiff(relative: str, shape: tuple[int, ...], dtype: type) -> Callable[[Path], None]:
-    extra = {"photometric": "rgb", "extrasamples": [0] * (shape[-1] - 3)} if len(shape) == 3 else {}
-    return lambda root: tifffile.imwrite(root / relative, np.full(shape, 100, dtype), **extra)
+    """A TIFF of `shape` (H, W) or (H, W, bands) filled with 100, without georeference; bands
+    past three are extra samples of no declared meaning (not alpha)."""
+    def damage(root: Path) -> None:
+        bands = 1 if len(shape) == 2 else shape[2]
+        extra = {"photometric": "RGB", "alpha": "UNSPECIFIED"} if bands > 3 else {}
+        with rasterio.open(root / relative, "w", driver="GTiff", height=shape[0], width=shape[1],
+                           count=bands, dtype=np.dtype(dtype).name, **extra) as raster:
+            raster.write(np.full((bands, *shape[:2]), 100, dtype))
+    return damage
 
 
 def write_mask(relative: str, mask: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
@@ -264,9 +271,10 @@ def raw_spacenet_aoi(w: Workspace) -> Path:
     labels.mkdir()
     for number in (1, 2):
         image = images / f"RGB-PanSharpen_AOI_2_Vegas_img{number}.tif"
-        tifffile.imwrite(image, np.full((64, 64, 3), 900, np.uint16), photometric="rgb", extratags=[
-            (33550, "d", 3, (2.7e-6, 2.7e-6, 0.0), True),
-            (33922, "d", 6, (0.0, 0.0, 0.0, -115.3, 36.2, 0.0), True)])
+        with rasterio.open(image, "w", driver="GTiff", height=64, width=64, count=3,
+                           dtype="uint16", crs="EPSG:4326",
+                           transform=rasterio.Affine(2.7e-6, 0, -115.3, 0, -2.7e-6, 36.2)) as raster:
+            raster.write(np.full((3, 64, 64), 900, np.uint16))
         (labels / f"SN3_roads_train_AOI_2_Vegas_geojson_roads_img{number}.geojson").write_text(
             json.dumps({"type": "FeatureCollection", "features": []}))
     cut_in_half("RGB-PanSharpen_AOI_2_Vegas_img1.tif")(images)
