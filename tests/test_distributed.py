@@ -1,11 +1,13 @@
 """Multi-process training with DistributedDataParallel on the CPU (gloo), as torchrun runs it."""
 import json
 
+import pytest
 import torch
 
 from tests.conftest import run_command, tiny_config
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_one_epoch(tmp_path, tiny_dataset):
     config = tiny_config(tiny_dataset, tmp_path / "saved", epochs=1)
     path = tmp_path / "config.json"
@@ -23,6 +25,7 @@ def test_torchrun_two_processes_train_one_epoch(tmp_path, tiny_dataset):
     assert log.count("epoch 1 ") == 1, "one summary line per epoch, from rank 0"
 
 
+@pytest.mark.slow
 def test_torchrun_test_py_splits_tiles_and_writes_what_one_process_writes(tmp_path, tiny_dataset):
     config = tiny_config(tiny_dataset, tmp_path / "saved", epochs=1)
     path = tmp_path / "config.json"
