@@ -266,6 +266,24 @@ def _snap(points: np.ndarray, segments: _Segments, snap: float
     return point[nearest], segment[nearest], s[nearest]
 
 
+def _snapped_spots(points: np.ndarray, roads: _Roads, segments: _Segments, snap: float
+                   ) -> tuple[np.ndarray, ...]:
+    """Where each point within `snap` of `roads` lands, one key per spot: (K,) point index,
+    arc length t along its edge, edge, segment index, position s in the segment, whether the
+    spot is an end node of the edge, and that node. The end of a segment is the start of the
+    next one, and the ends of an edge are its nodes, whichever edge the point was projected on."""
+    point, segment, s = _snap(points, segments, snap)
+    t = segments.arc[segment] + s * segments.length[segment]
+    edge, index = segments.edge[segment], segments.index[segment]
+    at_end = s == 1.0
+    index, s = np.where(at_end, index + 1, index), np.where(at_end, 0.0, s)
+    n_segments = np.array([len(line) - 1 for line in roads.polylines])
+    at_first = (index == 0) & (s == 0.0)
+    on_node = at_first | (index == n_segments[edge])
+    end_node = np.where(at_first, roads.ends[edge, 0], roads.ends[edge, 1])
+    return point, t, edge, index, s, on_node, end_node
+
+
 def _insert_points(points: np.ndarray, roads: _Roads, snap: float
                    ) -> tuple[csr_matrix, np.ndarray]:
     """The graph `roads` with `points` inserted in order, and the node each point ended on.
@@ -278,17 +296,7 @@ def _insert_points(points: np.ndarray, roads: _Roads, snap: float
     node_of = np.full(len(points), -1, dtype=np.int64)
     if len(segments.length) == 0:
         return csr_matrix((n_nodes, n_nodes)), node_of
-    point, segment, s = _snap(points, segments, snap)
-    t = segments.arc[segment] + s * segments.length[segment]
-    edge, index = segments.edge[segment], segments.index[segment]
-    # One key per spot: the end of a segment is the start of the next one, and the ends of an
-    # edge are its nodes, whichever edge the point was projected onto.
-    at_end = s == 1.0
-    index, s = np.where(at_end, index + 1, index), np.where(at_end, 0.0, s)
-    n_segments = np.array([len(line) - 1 for line in roads.polylines])
-    at_first = (index == 0) & (s == 0.0)
-    on_node = at_first | (index == n_segments[edge])
-    end_node = np.where(at_first, roads.ends[edge, 0], roads.ends[edge, 1])
+    point, t, edge, index, s, on_node, end_node = _snapped_spots(points, roads, segments, snap)
     spots = zip(np.where(on_node, -1, edge).tolist(), np.where(on_node, end_node, index).tolist(),
                 s.tolist(), strict=True)
     # Insertion in order renames a spot's node for each later point: the last one keeps it.

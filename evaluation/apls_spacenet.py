@@ -63,7 +63,7 @@ from evaluation.apls import (
     _min_matrix,
     _Roads,
     _Segments,
-    _snap,
+    _snapped_spots,
     _split_graph,
     harmonic_mean,
 )
@@ -509,15 +509,8 @@ def _insert_sequentially(points: np.ndarray, point_ids: np.ndarray, target: RefG
     name_of_node = list(names)
     stops_edge, stops_t = [], []
     if len(segments.length):
-        point, segment, s = _snap(points, segments, snap)
-        t = segments.arc[segment] + s * segments.length[segment]
-        edge, index = segments.edge[segment], segments.index[segment]
-        at_end = s == 1.0
-        index, s = np.where(at_end, index + 1, index), np.where(at_end, 0.0, s)
-        n_segments = np.array([len(line) - 1 for line in roads.polylines])
-        at_first = (index == 0) & (s == 0.0)
-        on_node = at_first | (index == n_segments[edge])
-        end_node = np.where(at_first, roads.ends[edge, 0], roads.ends[edge, 1])
+        point, t, edge, index, s, on_node, end_node = _snapped_spots(points, roads, segments,
+                                                                     snap)
         spot_node = {}
         for k, (p, e, i, f) in enumerate(zip(point.tolist(), edge.tolist(), index.tolist(),
                                              s.tolist(), strict=True)):
