@@ -544,6 +544,12 @@ def test_monitoring_validation_without_a_validation_split_is_refused(tmp_path, t
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
 
 
+def epoch_2_reached_batch(progress_bars: str, batch: int) -> bool:
+    """Whether the bars `train.py` printed show epoch 2 past `batch` and not yet at its end."""
+    counts = re.findall(r"epoch 2/3:[^\r\n]*?(\d+)/(\d+) \[", progress_bars)
+    return any(batch <= int(done) < int(total) for done, total in counts)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("num_workers, launcher", [(0, ()), (2, ()), (0, TORCHRUN)],
                          ids=["0-workers", "2-workers", "torchrun-2-processes"])
@@ -563,7 +569,10 @@ def test_a_run_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(
     config["trainer"]["save_period"] = 1
     interrupted_config = tmp_path / "interrupted.json"
     interrupted_config.write_text(json.dumps(config))
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # The progress bar (printed at every batch) tells when epoch 2 is under way: a fixed sleep
+    # after checkpoint-epoch1 lands anywhere, even after the last epoch, on a fast machine.
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+                   "TQDM_MININTERVAL": "0"}
     log = tmp_path / "stderr.txt"
     with open(log, "w") as stderr:
         process = subprocess.Popen([sys.executable, *launcher, "train.py", "-c",
@@ -572,11 +581,10 @@ def test_a_run_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(
                                    env=environment, start_new_session=True)
         try:
             deadline = time.monotonic() + 240
-            while not list((tmp_path / "interrupted").glob("models/*/*/checkpoint-epoch1.pth")):
+            while not epoch_2_reached_batch(log.read_text(errors="replace"), 2):
                 assert process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "no checkpoint after 240 s"
-                time.sleep(0.02)
-            time.sleep(1.5)  # into epoch 2 (12 batches of about 0.3 s)
+                assert time.monotonic() < deadline, "not at batch 2 of epoch 2 after 240 s"
+                time.sleep(0.01)
             os.killpg(process.pid, signal.SIGTERM)
             code = process.wait(timeout=120)
             assert code == 2 or (launcher and code != 0), log.read_text()
@@ -585,7 +593,7 @@ def test_a_run_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(
                 os.killpg(process.pid, signal.SIGKILL)
     (checkpoint,) = (tmp_path / "interrupted").glob("models/*/*/checkpoint-interrupted.pth")
     progress = torch.load(checkpoint, weights_only=True)["progress"]
-    assert progress is not None and progress["epoch"] >= 2
+    assert progress is not None and progress["epoch"] == 2 and progress["batch"] >= 2, progress
     resumed = run_command(*launcher, "train.py", "-r", str(checkpoint))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     expected = torch.load(run_folder(tmp_path / "straight") / "checkpoint-epoch3.pth",
