@@ -59,7 +59,7 @@ def main(args: list[str] | None = None) -> None:
         except OSError as error:
             raise ConfigError(f"--out: cannot write to {out}: {error.strerror}") from None
         items = (image_folder(Path(options.images), config) if options.images
-                 else split_tiles(options.split, config))
+                 else module_data.whole_tiles(config, options.split))
         summary, rows = evaluate(predictor, tqdm(items, desc="test", dynamic_ncols=True,
                                                  disable=not context.is_main),
                                  settings, writer)
@@ -83,13 +83,6 @@ def main(args: list[str] | None = None) -> None:
             logger.info("outputs written to %s", out)
     finally:
         shutdown_distributed()
-
-
-def split_tiles(split: str, config: ConfigParser) -> BaseDataLoader:
-    """The whole tiles of `split` (images, truth, labels), as the config's loader reads them."""
-    loader_class = config.find_type("data_loader", module_data)
-    return loader_class(**{**config["data_loader"]["args"], "split": split, "training": False,
-                           "batch_size": 1, "shuffle": False}, graph=config.section("graph"))
 
 
 def image_folder(folder: Path, config: ConfigParser) -> BaseDataLoader:

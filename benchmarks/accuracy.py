@@ -8,8 +8,11 @@ Each run is `python train.py -c CONFIG` followed by `python test.py -r <model_be
 relaxed F1 (rho = metrics.rho, 3 px: Mnih's protocol), connectivity mIoU, APLS and the training
 minutes. `--ablations` trains, at one equal budget, the paper's claims against their variants:
 joint vs segmentation only (`loss.args.conn_weight` 0), two seeds each, then `ga` vs `se` vs
-`basic` blocks and 2 vs 1 stacks, one seed each. `--preset` adds the evaluation presets of
-`evaluation/presets.py` to each run's evaluation.
+`basic` blocks and 2 vs 1 stacks, one seed each. `--sweep` trains, at the same budget, the
+config with one setting changed at a time (learning rate, crop size and count, batch, width,
+connectivity loss weight, fp32 instead of bf16): which of them the CPU config should change.
+`--preset` adds the evaluation presets of `evaluation/presets.py` to each run's evaluation;
+`--threshold` evaluates the first run's checkpoint at other road-probability thresholds too.
 """
 import argparse
 import json
@@ -53,6 +56,18 @@ ABLATIONS = (
     Run("1 stack", ("arch.args.num_stacks=1",), "stacks"),
 )
 
+SWEEP = (
+    Run("as configured, seed 0", ("trainer.seed=0",), "sweep"),
+    Run("lr 0.002", ("trainer.seed=0", "optimizer.args.lr=0.002"), "sweep"),
+    Run("lr 0.0005", ("trainer.seed=0", "optimizer.args.lr=0.0005"), "sweep"),
+    Run("crop 384, 1 per tile", ("trainer.seed=0", "data_loader.args.crop_size=384",
+                                 "data_loader.args.crops_per_tile=1"), "sweep"),
+    Run("batch 8", ("trainer.seed=0", "data_loader.args.batch_size=8"), "sweep"),
+    Run("width 96", ("trainer.seed=0", "arch.args.num_feats=96"), "sweep"),
+    Run("conn_weight 0.5", ("trainer.seed=0", "loss.args.conn_weight=0.5"), "sweep"),
+    Run("fp32 training", ("trainer.seed=0", "trainer.amp=false"), "sweep"),
+)
+
 
 def command(*args: str) -> subprocess.CompletedProcess:
     """Run `python <args>` from the repo root, output shown as it comes (progress bars too)."""
@@ -63,7 +78,9 @@ def command(*args: str) -> subprocess.CompletedProcess:
 
 
 def train_and_test(config: Path, run: Run, save_dir: Path, epochs: int | None,
-                   presets: list[str], extra: list[str]) -> Outcome:
+                   evaluations: dict[str, list[str]], extra: list[str]) -> Outcome:
+    """Train `run`, then evaluate its best checkpoint on val once per entry of `evaluations`
+    (a name and the `test.py` arguments that make it)."""
     sets = [*run.sets, *extra, f"trainer.save_dir={json.dumps(str(save_dir))}"]
     if epochs is not None:
         sets += [f"trainer.epochs={epochs}", f"lr_scheduler.args.T_max={epochs}"]
@@ -75,12 +92,11 @@ def train_and_test(config: Path, run: Run, save_dir: Path, epochs: int | None,
     if not checkpoints:
         raise UserError(f"{save_dir}: training wrote no model_best.pth (is a validation split set?)")
     outcome = Outcome(run, minutes)
-    for preset in ["ours", *presets]:
-        out = checkpoints[-1].parent / f"val-{preset}"
-        preset_args = [] if preset == "ours" else ["--preset", preset]
+    for name, test_args in evaluations.items():
+        out = checkpoints[-1].parent / f"val-{name.replace(' ', '-')}"
         command("test.py", "-r", str(checkpoints[-1]), "--split", "val", "--out", str(out),
-                *preset_args)
-        outcome.metrics[preset] = json.loads((out / "metrics.json").read_text())
+                *test_args)
+        outcome.metrics[name] = json.loads((out / "metrics.json").read_text())
     return outcome
 
 
@@ -120,20 +136,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, required=True, help="config to train")
     parser.add_argument("--epochs", type=int, help="override trainer.epochs (and the schedule)")
     parser.add_argument("--ablations", action="store_true", help="train the ablation runs")
+    parser.add_argument("--sweep", action="store_true", help="train the tuning sweep runs")
     parser.add_argument("--preset", action="append", default=[],
                         help="also evaluate with this preset (e.g. authors); repeatable")
+    parser.add_argument("--threshold", action="append", default=[], type=float,
+                        help="also evaluate the first run at this threshold; repeatable")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config change for every run")
     parser.add_argument("--out", type=Path, default=REPO / "saved" / "accuracy",
                         help="folder of the runs and of results.json")
     args = parser.parse_args(argv)
-    runs = list(ABLATIONS) if args.ablations else [Run(args.config.stem)]
+    runs = [*(ABLATIONS if args.ablations else ()), *(SWEEP if args.sweep else ())]
+    # A run with the same changes as an earlier one (the sweep's baseline is "joint, seed 0").
+    runs = [run for index, run in enumerate(runs)
+            if all(run.sets != earlier.sets for earlier in runs[:index])] or [Run(args.config.stem)]
+    evaluations = {"ours": [], **{preset: ["--preset", preset] for preset in args.preset}}
     outcomes = []
     for index, run in enumerate(runs):
         print(f"== {run.name} ({index + 1}/{len(runs)})", file=sys.stderr, flush=True)
         save_dir = args.out / f"run{index}-{run.name.replace(' ', '_').replace(',', '')}"
-        outcomes.append(train_and_test(args.config, run, save_dir, args.epochs, args.preset,
-                                       args.set))
+        thresholds = {f"threshold {value}": ["--set", f"predictor.threshold={value}"]
+                      for value in (args.threshold if index == 0 else ())}
+        outcomes.append(train_and_test(args.config, run, save_dir, args.epochs,
+                                       {**evaluations, **thresholds}, args.set))
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(
             [{"run": o.run.name, "sets": o.run.sets, "minutes": o.minutes, "metrics": o.metrics}

@@ -1,9 +1,11 @@
 """Data loaders named by the config's `data_loader.type`."""
+import sys
 from pathlib import Path
 
 from base.base_data_loader import BaseDataLoader
 from data_loader.datasets import RoadDataset
 from data_loader.transforms import SPACENET_MEAN, SPACENET_STD
+from utils.config import ConfigParser
 from utils.errors import ConfigError
 
 
@@ -51,3 +53,11 @@ class RoadDataLoader(BaseDataLoader):
 class SpaceNetDataLoader(RoadDataLoader):
     """Loader of a prepared SpaceNet 3 dataset (`python -m tools.spacenet`): images, masks and
     the GeoJSON labels that give APLS its ground truth."""
+
+
+def whole_tiles(config: ConfigParser, split: str) -> BaseDataLoader:
+    """The whole tiles of `split` (images, truth, labels) as the config's loader reads them,
+    batch 1, in stem order: what `test.py` and the benchmarks evaluate."""
+    loader_class = config.find_type("data_loader", sys.modules[__name__])
+    return loader_class(**{**config["data_loader"]["args"], "split": split, "training": False,
+                           "batch_size": 1, "shuffle": False}, graph=config.section("graph"))

@@ -76,12 +76,15 @@ class EvaluationSettings:
 @dataclass
 class TileResult:
     """What the pipeline made of one tile: the input item, the prediction, the predicted graph
-    (None when graphs are off) and the tile's scores (empty without truth)."""
+    (None when graphs are off), the tile's scores (empty without truth), its (H, W) bool valid
+    pixels (None: all valid) and its georeference (None: plain image)."""
 
     item: dict
     prediction: Prediction
     graph: nx.Graph | None
     scores: dict[str, float]
+    valid: np.ndarray | None = None
+    georeference: Georeference | None = None
 
 
 class Evaluator:
@@ -153,7 +156,7 @@ class Evaluator:
             image = _numpy(item["raw_image"]) if "raw_image" in item else None
             self.writer.write(item["stem"], image, prediction, graph, georeference, true_mask,
                               valid)
-        return TileResult(item, prediction, graph, scores)
+        return TileResult(item, prediction, graph, scores, valid, georeference)
 
     def _graph_scores(self, item: dict, true_mask: np.ndarray,
                       georeference: Georeference | None, graph: nx.Graph) -> dict[str, float]:

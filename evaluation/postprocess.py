@@ -52,7 +52,7 @@ def predicted_graph(prediction: Prediction, settings: GraphSettings,
     with the tile's `pixel_size_m`; no road crosses invalid pixels ((H, W) bool `valid`, None:
     all valid)."""
     return extract_graph(prediction.mask, settings, pixel_size_m=pixel_size_m,
-                         probability=prediction.probability / 255.0,
+                         probability=prediction.probability,
                          connectivity=prediction.connectivity, valid=valid)
 
 

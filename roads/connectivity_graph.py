@@ -150,7 +150,9 @@ def connectivity_graph(road_probability: np.ndarray, road_mask: np.ndarray,
     """Road graph (the `roads.graph` contract) of a tile's predictions, shaped by the
     connectivity classes (see the module docstring).
 
-    road_probability: (H, W) float road probability in [0, 1] (the gap paths' cost).
+    road_probability: (H, W) road probability (the gap paths' cost): float in [0, 1], or uint8
+        p x 255 as the evaluation pipeline keeps it (read window by window: a whole-scene float
+        copy would cost 8 bytes a pixel).
     road_mask: (H, W) bool thresholded road mask.
     connectivity: (H, W) integer connectivity classes 0..4 (argmax of the connectivity head at
         full resolution).
@@ -162,7 +164,7 @@ def connectivity_graph(road_probability: np.ndarray, road_mask: np.ndarray,
     Every edge has a bool attribute `gap`: True for the edges that close a gap. With the three
     steps off the graph is `mask_to_graph(road_mask & valid)` (with `gap` False).
     """
-    probability = np.asarray(road_probability, dtype=float)
+    probability = np.asarray(road_probability)
     road = np.asarray(road_mask, dtype=bool)
     classes = np.asarray(connectivity)
     valid = np.ones(road.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
@@ -498,7 +500,9 @@ def _cheapest_gap(multigraph: nx.MultiGraph, end: int, points: _RoadPoints,
     x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + margin,
                         (width - 1, height - 1))
     window = (slice(y0, y1 + 1), slice(x0, x1 + 1))
-    cost = 1.0 - np.log(np.clip(probability[window], settings.min_probability, 1.0))
+    near = probability[window]
+    near = near / 255.0 if near.dtype == np.uint8 else near.astype(float)
+    cost = 1.0 - np.log(np.clip(near, settings.min_probability, 1.0))
     cost[~valid[window]] = np.inf
     start = (int(round(pos[1])) - y0, int(round(pos[0])) - x0)
     if not np.isfinite(cost[start]):

@@ -21,7 +21,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from skimage.measure import approximate_polygon
-from skimage.morphology import remove_small_holes, remove_small_objects, skeletonize
+from skimage.morphology import skeletonize
 
 # Defaults (chosen) for SpaceNet masks at 0.3 m/px, where roads are 20-46 px wide.
 # Blobs under 200 px (a 20 px wide road stub 10 px long) are noise, not roads.
@@ -56,16 +56,28 @@ def edge_polyline(graph: nx.Graph, u: int, v: int) -> np.ndarray:
 def clean_mask(mask: np.ndarray, min_object_area: int = DEFAULT_MIN_OBJECT_AREA,
                hole_area: int = DEFAULT_HOLE_AREA) -> np.ndarray:
     """(H, W) bool road mask without 8-connected objects smaller than `min_object_area` pixels
-    and without holes smaller than `hole_area` pixels (0 disables either step)."""
+    and without holes (4-connected background components, the dual of 8-connected roads, those
+    at the border included) smaller than `hole_area` pixels (0 disables either step)."""
     road = np.asarray(mask) > 0
     if road.ndim != 2:
         raise ValueError(f"expected an (H, W) mask, got shape {road.shape}")
     if min_object_area > 0:
-        road = remove_small_objects(road, max_size=min_object_area - 1, connectivity=2)
+        road &= ~_small_components(road, min_object_area, connectivity=8)
     if hole_area > 0:
-        # Holes are 4-connected: the background dual of 8-connected roads.
-        road = remove_small_holes(road, max_size=hole_area - 1, connectivity=1)
+        road |= _small_components(~road, hole_area, connectivity=4)
     return road
+
+
+def _small_components(pixels: np.ndarray, min_area: int, connectivity: int) -> np.ndarray:
+    """(H, W) bool: the pixels of `pixels`' connected components smaller than `min_area`.
+
+    OpenCV's labelling with int32 labels: about 6 bytes a pixel at the peak, where scikit-image's
+    `remove_small_objects` took 14, the peak of a whole-scene graph extraction."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(
+        pixels.view(np.uint8), connectivity=connectivity, ltype=cv2.CV_32S)
+    small = stats[:, cv2.CC_STAT_AREA] < min_area
+    small[0] = False  # label 0: the pixels outside `pixels`
+    return small[labels]
 
 
 def mask_to_graph(mask: np.ndarray, *, min_object_area: int = DEFAULT_MIN_OBJECT_AREA,

@@ -59,6 +59,15 @@ def test_road_broken_by_an_occlusion_is_joined():
     assert np.all(np.abs(gap_pts[:, 1] - 100) <= 2)
 
 
+def test_uint8_probability_as_the_pipeline_keeps_it_gives_the_same_graph():
+    """The pipeline passes its uint8 probability (p x 255) rather than a float copy."""
+    full, broken, probability = occluded_road()
+    as_float = extract(broken, road_classes(full), np.round(probability * 255) / 255)
+    as_uint8 = extract(broken, road_classes(full), np.round(probability * 255).astype(np.uint8))
+    assert gaps(as_uint8) == gaps(as_float) and len(gaps(as_uint8)) == 1
+    assert sorted(as_uint8.edges) == sorted(as_float.edges)
+
+
 def test_gap_closing_can_be_switched_off_and_is_in_metres():
     full, broken, probability = occluded_road()
     assert not gaps(extract(broken, road_classes(full), probability, gap_closing=False))

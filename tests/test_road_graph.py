@@ -3,8 +3,10 @@ import cv2
 import networkx as nx
 import numpy as np
 import pytest
+from skimage.morphology import remove_small_holes, remove_small_objects
 
 from roads.graph import (
+    clean_mask,
     edge_polyline,
     graph_to_lines,
     lines_to_graph,
@@ -205,3 +207,16 @@ def test_round_trip_lines_graph_lines_keeps_geometry():
     assert sum(length for _, _, length in graph.edges(data="length")) == pytest.approx(total)
     # Ends: (0, 0) and the overpass; bends where lines meet end to end; the junction at (30, 5).
     assert degrees(graph) == [1, 1, 1, 2, 2, 3] and graph.number_of_edges() == 5
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_clean_mask_removes_what_scikit_image_removes(seed):
+    """The OpenCV labelling behind `clean_mask` against scikit-image's definitions on random
+    masks: objects 8-connected, holes 4-connected (border ones included), both "smaller than"."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((90, 130)) < rng.uniform(0.3, 0.7)
+    min_object_area, hole_area = (int(n) for n in rng.integers(2, 40, size=2))
+    objects_removed = remove_small_objects(mask, max_size=min_object_area - 1, connectivity=2)
+    expected = remove_small_holes(objects_removed, max_size=hole_area - 1, connectivity=1)
+    assert np.array_equal(clean_mask(mask, min_object_area, hole_area), expected)
+    assert np.array_equal(clean_mask(mask, min_object_area, 0), objects_removed)
