@@ -332,18 +332,31 @@ def _merge_close_junctions(multigraph: nx.MultiGraph, reach: np.ndarray) -> None
 def _contract_nodes(multigraph: nx.MultiGraph, group: set[int],
                     position: np.ndarray | None = None) -> None:
     """Replace the nodes of `group` by one node at `position` ((2,) x, y; default their mean
-    position), extending their edges to it (an edge between two of them becomes a loop)."""
+    position), extending their edges to it (an edge between two of them becomes a loop).
+
+    An edge leaves the new node where it first gets farther from it than its old end was: the
+    stretch of polyline between the old end and the new node (e.g. a junction moved onto a road
+    it already ran along) would otherwise be drawn twice, out and back."""
     pos = {node: multigraph.nodes[node]["pos"] for node in group}
     merged = (np.mean(list(pos.values()), axis=0) if position is None
               else np.asarray(position, dtype=float))
+
+    def leaving(pts: np.ndarray) -> np.ndarray:
+        """`pts` without its start and the points right after it that are nearer to `merged`
+        than the start (its last point is always kept)."""
+        distance = np.linalg.norm(pts - merged, axis=1)
+        farther = np.flatnonzero(distance[1:-1] >= distance[0])
+        return pts[farther[0] + 1 if farther.size else len(pts) - 1:]
+
     rewired = []
     for a, b, pts in multigraph.edges(group, data="pts"):
         if a in pos and b in pos:
-            rewired.append((None, np.vstack([merged, _oriented(pts, pos[a], pos[b]), merged])))
+            inner = leaving(leaving(_oriented(pts, pos[a], pos[b]))[::-1])
+            rewired.append((None, np.vstack([merged, inner, merged])))
         else:
             end, other = (a, b) if a in pos else (b, a)
-            other_pos = multigraph.nodes[other]["pos"]
-            rewired.append((other, np.vstack([merged, _oriented(pts, pos[end], other_pos)])))
+            pts = leaving(_oriented(pts, pos[end], multigraph.nodes[other]["pos"]))
+            rewired.append((other, np.vstack([merged, pts])))
     keep = min(group)
     multigraph.remove_nodes_from(group)
     multigraph.add_node(keep, pos=merged)

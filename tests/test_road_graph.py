@@ -6,6 +6,7 @@ import pytest
 from skimage.morphology import remove_small_holes, remove_small_objects
 
 from roads.graph import (
+    _contract_nodes,
     clean_mask,
     edge_polyline,
     graph_to_lines,
@@ -99,6 +100,26 @@ def test_oblique_crossing_split_by_the_skeleton_is_merged_into_one_node():
     graph = mask_to_graph(mask)
     assert_contract(graph)
     assert degrees(graph) == [1, 1, 1, 1, 4]
+
+
+def test_a_junction_moved_along_its_road_does_not_run_out_and_back():
+    """Contracting a junction onto a point of one of its roads (as a predicted junction region's
+    centre can be) starts that road at the new point: it used to run back to the old junction
+    first and then forward again, a stretch drawn twice."""
+    multigraph = nx.MultiGraph()
+    for node, pos in enumerate([(0, 0), (40, 0), (0, 30), (0, -30)]):
+        multigraph.add_node(node, pos=np.array(pos, dtype=float))
+    for other in (1, 2, 3):
+        end = multigraph.nodes[other]["pos"]
+        pts = np.linspace((0.0, 0.0), end, 11)
+        multigraph.add_edge(0, other, pts=pts, length=polyline_length(pts))
+    _contract_nodes(multigraph, {0}, position=np.array([8.0, 0.0]))
+    along = multigraph.edges[0, 1, 0]["pts"]
+    assert np.allclose(along[0], (8, 0)) and np.all(np.diff(along[:, 0]) > 0)
+    assert multigraph.edges[0, 1, 0]["length"] == pytest.approx(32.0)
+    for other in (2, 3):  # roads leaving sideways keep their course beyond the old junction
+        pts = multigraph.edges[0, other, 0]["pts"]
+        assert np.allclose(pts[0], (8, 0)) and np.allclose(pts[-1], multigraph.nodes[other]["pos"])
 
 
 def test_small_objects_and_holes_are_cleaned_and_empty_mask_gives_empty_graph():
