@@ -5,6 +5,7 @@ import torch
 
 from benchmarks.benchmark import Settings, main, precision_name, report, run_benchmark
 from evaluation.predictor import fast_dtype_for
+from tests.conftest import run_command
 from tools.toy.generate import generate
 from utils.errors import ConfigError
 
@@ -104,3 +105,27 @@ def test_inference_paths_side_by_side_on_a_trained_like_checkpoint(tmp_path):
                                                 / fp32["median_s_per_tile"])
     assert set(fp32["metrics"]) >= {"road_iou", "f1", "conn_miou"}
     assert set(auto["metric_deltas_vs_base"]) == set(auto["metrics"])
+
+
+def test_graph_methods_table_agrees_with_test_py(config_file, tmp_path):
+    """`benchmarks.graph_methods` predicts once and scores five graph variants; its skeleton and
+    connectivity rows are what `test.py --set graph.method=...` reports for the same split."""
+    assert run_command("train.py", "-c", str(config_file), "--epochs", "1").returncode == 0
+    (checkpoint,) = (tmp_path / "saved").glob("models/*/*/checkpoint-epoch1.pth")
+    table_path = tmp_path / "graphs.json"
+    result = run_command("-m", "benchmarks.graph_methods", "-r", str(checkpoint),
+                         "--split", "test", "--out", str(table_path))
+    assert result.returncode == 0, result.stderr
+    table = json.loads(table_path.read_text())
+    assert list(table) == ["skeleton", "connectivity", "connectivity, junctions off",
+                           "connectivity, gap closing off", "connectivity, spurs off"]
+    assert "| skeleton |" in result.stdout
+    for method in ("skeleton", "connectivity"):
+        out = tmp_path / method
+        tested = run_command("test.py", "-r", str(checkpoint), "--split", "test", "--out",
+                             str(out), "--set", f'graph.method="{method}"')
+        assert tested.returncode == 0, tested.stderr
+        metrics = json.loads((out / "metrics.json").read_text())
+        for key in ("apls", "topo_precision", "topo_f1"):
+            assert table[method][key] == pytest.approx(metrics[key], abs=1e-9, nan_ok=True), key
+        assert table[method]["seconds"] > 0
