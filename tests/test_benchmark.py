@@ -107,6 +107,7 @@ def test_inference_paths_side_by_side_on_a_trained_like_checkpoint(tmp_path):
     assert set(auto["metric_deltas_vs_base"]) == set(auto["metrics"])
 
 
+@pytest.mark.slow
 def test_graph_methods_table_agrees_with_test_py(config_file, tmp_path):
     """`benchmarks.graph_methods` predicts once and scores five graph variants; its skeleton and
     connectivity rows are what `test.py --set graph.method=...` reports for the same split."""
