@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import torch
 
 import model.network as module_arch
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="also write the table as JSON here")
     config = ConfigParser.from_args(parser, [], argv)
     torch.set_num_threads(1)  # the graph times are single-thread figures, as in bench_graph
+    cv2.setNumThreads(1)
     settings = evaluation_settings(config, graphs=False)
     spacenet = copy.deepcopy(config)
     spacenet.update(PRESETS["spacenet"])
