@@ -103,7 +103,8 @@ def extract_graph(mask: np.ndarray, settings: GraphSettings, *,
     `pixel_size_m` (None: REFERENCE_METRES_PER_PIXEL).
 
     The connectivity method also needs the (H, W) road probability (float in [0, 1] or uint8
-    p x 255) and the (H, W) connectivity classes; `valid` ((H, W) bool) marks the pixels with image data.
+    p x 255) and the (H, W) connectivity classes; `valid` ((H, W) bool) marks the pixels with
+    image data.
     """
     pixels = settings.pixels(pixel_size_m)
     if settings.method == "skeleton":
