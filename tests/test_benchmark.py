@@ -109,12 +109,12 @@ def test_inference_paths_side_by_side_on_a_trained_like_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_graph_methods_table_agrees_with_test_py(config_file, tmp_path):
-    """`benchmarks.graph_methods` predicts once and scores five graph variants; its skeleton and
+    """`experiments.graph_methods` predicts once and scores five graph variants; its skeleton and
     connectivity rows are what `test.py --set graph.method=...` reports for the same split."""
     assert run_command("train.py", "-c", str(config_file), "--epochs", "1").returncode == 0
     (checkpoint,) = (tmp_path / "saved").glob("models/*/*/checkpoint-epoch1.pth")
     table_path = tmp_path / "graphs.json"
-    result = run_command("-m", "benchmarks.graph_methods", "-r", str(checkpoint),
+    result = run_command("-m", "experiments.graph_methods", "-r", str(checkpoint),
                          "--split", "test", "--out", str(table_path))
     assert result.returncode == 0, result.stderr
     table = json.loads(table_path.read_text())

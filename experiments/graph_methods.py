@@ -1,6 +1,6 @@
 """The graph methods side by side on a split: APLS (ours and spacenet presets), TOPO and time.
 
-    python -m benchmarks.graph_methods -r BEST [--split val] [-c CONFIG] [--set KEY=VALUE]
+    python -m experiments.graph_methods -r BEST [--split val] [-c CONFIG] [--set KEY=VALUE]
         [--out results.json]
 
 Each tile is predicted once through the evaluation pipeline (`evaluation.pipeline.Evaluator`,

@@ -1,0 +1,33 @@
+"""The claims statistics of experiments/accuracy.py on outcomes with known answers."""
+from experiments.accuracy import CLAIMS, Outcome, Run, claim_runs, interval, paired_differences
+
+
+def test_claim_runs_pair_the_seeds():
+    runs = claim_runs(["task"], 2)
+    assert [run.name for run in runs] == ["paper, seed 0", "segmentation only, seed 0",
+                                         "paper, seed 1", "segmentation only, seed 1"]
+    assert runs[1].sets == ("trainer.seed=0", "data_loader.args.seed=0", CLAIMS["task"][2])
+
+
+def test_interval_of_a_known_sample():
+    # differences 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.3027 -> half width 2.484
+    text = interval([1.0, 2.0, 3.0])
+    assert text.startswith("+2.000 [-0.484, +4.484] tie")
+    assert "pairs would settle it" in text
+    assert "paper better" in interval([1.0, 1.1, 0.9])
+    assert "variant better" in interval([-1.0, -1.1, -0.9])
+    assert "no interval" in interval([0.5])
+
+
+def test_paired_differences_match_seeds():
+    def outcome(name, apls):
+        return Outcome(Run(name), 1.0, {"ours": {"road_iou": 0.5, "relaxed_f1": 0.8, "apls": apls,
+                                                 "topo_f1": 0.6}})
+    outcomes = [outcome("paper, seed 0", 0.6), outcome("segmentation only, seed 0", 0.5),
+                outcome("paper, seed 1", 0.7), outcome("segmentation only, seed 1", 0.5),
+                outcome("paper, seed 2", 0.5)]  # seed 2 has no pair yet
+    rows = paired_differences(outcomes, "task", "ours").splitlines()
+    apls = next(row for row in rows if "| apls |" in row)
+    assert "| 2 |" in apls and "0.650 ± 0.071" in apls and "+0.150" in apls
+    road = next(row for row in rows if "| road_iou |" in row)
+    assert "+0.000 [+0.000, +0.000]" in road
