@@ -16,12 +16,13 @@ from collections.abc import Callable
 import cv2
 import networkx as nx
 import numpy as np
-import sknw
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from skimage.measure import approximate_polygon
 from skimage.morphology import skeletonize
+
+from roads.skeleton import skeleton_graph
 
 # Defaults (chosen) for SpaceNet masks at 0.3 m/px, where roads are 20-46 px wide.
 # Blobs under 200 px (a 20 px wide road stub 10 px long) are noise, not roads.
@@ -106,8 +107,8 @@ def mask_to_graph(mask: np.ndarray, *, min_object_area: int = DEFAULT_MIN_OBJECT
         road = clean_mask(mask, min_object_area, hole_area)
         skeleton = skeletonize(road)
     multigraph = _skeleton_graph(skeleton)
-    # sknw makes a node of every pixel cluster that is not a plain path pixel; a cluster with two
-    # paths (a thick bend of the skeleton) is no junction.
+    # Every pixel cluster that is not a plain path pixel is a node; a cluster with two paths (a
+    # thick bend of the skeleton) is no junction.
     _merge_degree_two(multigraph, list(multigraph.nodes))
     _prune_spurs(multigraph, spur_length)
     if junction_merge_factor > 0:
@@ -207,20 +208,21 @@ def _add_edge(multigraph: nx.MultiGraph, u: int, v: int, pts: np.ndarray, **attr
 
 
 def _skeleton_graph(skeleton: np.ndarray) -> nx.MultiGraph:
-    """MultiGraph of a one-pixel-wide skeleton: sknw finds junction/end pixel clusters (nodes) and
-    the pixel paths between them (edges); a closed ring gets one node on it and a self-loop.
-    Isolated clusters without any path (specks) are dropped. sknw's (row, col) become (x, y)."""
+    """MultiGraph of a one-pixel-wide skeleton (see `roads.skeleton`): a node per junction or end
+    pixel cluster at the cluster's mean position, an edge per pixel path between them, a closed
+    ring with one node on it and a self-loop; specks without any path are dropped. (row, col)
+    become (x, y)."""
     multigraph = nx.MultiGraph()
     if not skeleton.any():
         return multigraph
-    raw = sknw.build_sknw(skeleton.astype(np.uint16), multi=True, iso=False, ring=True, full=False)
-    for node, pixels in raw.nodes(data="pts"):
-        multigraph.add_node(node, pos=pixels.mean(axis=0)[::-1].astype(float))
-    for u, v, pixels in raw.edges(data="pts"):
-        # sknw starts and ends each path on a pixel of the end clusters, in its own order of the
-        # two: orient it from u to v, then put the centroids there.
+    raw = skeleton_graph(skeleton)
+    for node, centroid in enumerate(raw.centroids):
+        multigraph.add_node(node, pos=centroid[::-1].copy())
+    for index, (u, v) in enumerate(raw.edges.tolist()):
+        # A path starts and ends on a pixel of its end clusters, the first met at either end:
+        # orient it from u to v, then put the centroids there.
         pos_u, pos_v = multigraph.nodes[u]["pos"], multigraph.nodes[v]["pos"]
-        pts = _oriented(pixels[:, ::-1].astype(float), pos_u, pos_v).copy()
+        pts = _oriented(raw.edge_pixels(index)[:, ::-1].astype(float), pos_u, pos_v).copy()
         pts[0], pts[-1] = pos_u, pos_v
         _add_edge(multigraph, u, v, pts)
     return multigraph

@@ -4,8 +4,8 @@ Imports what train.py needs once, then runs train.py in forked children (as `__m
 command line) and SIGKILLs most of them at random moments: the first run is left to finish (the
 reference, and the length of a run), then each trial either starts afresh or resumes from the
 newest valid checkpoint of an earlier run folder, and the last run resumes the newest killed run
-and must finish. Forking from a process that has imported torch and compiled sknw's numba
-functions, but never run a torch operator, keeps a trial at a fraction of a second instead of
+and must finish. Forking from a process that has imported torch and compiled the skeleton
+graph's numba functions, but never run a torch operator, keeps a trial at a fraction of a second instead of
 seconds of imports and compilation. Writes a JSON report of every run.
 """
 import itertools
@@ -37,7 +37,7 @@ from utils.config import ConfigParser  # noqa: E402, F401
 
 
 def warm_up() -> None:
-    """Compile sknw's numba functions once here rather than for seconds in every child, with
+    """Compile the skeleton graph's numba functions once here rather than for seconds in every child, with
     OpenCV's thread pool off so that no thread exists in the process that forks."""
     cv2.setNumThreads(0)
     torch.set_num_threads(1)
