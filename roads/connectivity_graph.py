@@ -38,8 +38,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 from skimage.graph import MCP_Geometric
-from skimage.morphology import skeletonize
 
+from roads import multigraph as steps
 from roads.classes import DEAD_END, FOUR_OR_MORE, THREE_WAY
 from roads.graph import (
     DEFAULT_HOLE_AREA,
@@ -47,18 +47,11 @@ from roads.graph import (
     DEFAULT_MIN_OBJECT_AREA,
     DEFAULT_SIMPLIFY_EPSILON,
     DEFAULT_SPUR_LENGTH,
-    _contract_nodes,
-    _merge_close_junctions,
-    _merge_degree_two,
-    _oriented,
-    _prune_spurs,
-    _simple_graph,
-    _skeleton_graph,
-    _without_repeats,
-    clean_mask,
-    polyline_length,
+    road_half_width,
     simplify_edges,
+    skeleton_of,
 )
+from roads.polyline import oriented, polyline_length, without_repeats
 
 
 @dataclass(frozen=True)
@@ -174,15 +167,11 @@ def connectivity_graph(road_probability: np.ndarray, road_mask: np.ndarray,
             raise ValueError(f"{name}: expected shape {road.shape} of an (H, W) road_mask, "
                              f"got {array.shape}")
     scale = _Scale(pixel_size_m)
-    road = clean_mask(road & valid, min_object_area, hole_area)
-    multigraph = _skeleton_graph(skeletonize(road))
-    _merge_degree_two(multigraph, list(multigraph.nodes))
-    _prune_spurs(multigraph, spur_length)
-    # Distance to the nearest non-road pixel; pixels outside the tile count as road, so that a
-    # road cut by the border keeps its width up to it (as for the labels).
-    half_width = cv2.distanceTransform(road.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
-    if junction_merge_factor > 0:
-        _merge_close_junctions(multigraph, junction_merge_factor * half_width)
+    road, skeleton = skeleton_of(road & valid, min_object_area, hole_area)
+    half_width = road_half_width(road)
+    multigraph = steps.skeleton_multigraph(
+        skeleton, spur_length, junction_merge_factor * half_width if junction_merge_factor > 0
+        else None)
     if settings.junctions:
         _contract_junction_regions(multigraph, (classes == THREE_WAY) | (classes == FOUR_OR_MORE),
                                    scale.pixels(settings.region_reach_m),
@@ -191,9 +180,9 @@ def connectivity_graph(road_probability: np.ndarray, road_mask: np.ndarray,
     if settings.gap_closing:
         _close_gaps(multigraph, probability, valid, ends, scale, settings)
     if settings.spurs:
-        _prune_spurs(multigraph, scale.pixels(settings.spur_length_m),
-                     keep_end=lambda node: ends.kept(multigraph.nodes[node]["pos"]))
-    graph = _simple_graph(multigraph)
+        steps.prune_spurs(multigraph, scale.pixels(settings.spur_length_m),
+                          keep_end=lambda node: ends.kept(multigraph.nodes[node]["pos"]))
+    graph = steps.simple_graph(multigraph)
     for _, _, data in graph.edges(data=True):
         data.setdefault("gap", False)
     if simplify_epsilon is not None:
@@ -269,9 +258,9 @@ def _contract_junction_regions(multigraph: nx.MultiGraph, junction: np.ndarray, 
                     knot.append((u, v, key))
         multigraph.remove_edges_from(knot)
         keep = min(members)
-        _contract_nodes(multigraph, members, centroids[region])
+        steps.contract_nodes(multigraph, members, centroids[region])
         # Two roads through a predicted junction are a bend: one edge, as elsewhere.
-        _merge_degree_two(multigraph, [keep])
+        steps.merge_degree_two(multigraph, [keep])
 
 
 class _EndTest:
@@ -315,7 +304,7 @@ class _RoadPoints:
         self.edges: list[tuple[int, int, int, np.ndarray]] = []
         points, edge_of, vertex_of, along = [], [], [], []
         for u, v, key, pts in list(multigraph.edges(keys=True, data="pts")):
-            pts = _densified(_oriented(pts, pos[u], pos[v]))
+            pts = _densified(oriented(pts, pos[u], pos[v]))
             multigraph.edges[u, v, key]["pts"] = pts
             points.append(pts)
             edge_of.append(np.full(len(pts), len(self.edges)))
@@ -444,7 +433,7 @@ def _close_gaps(multigraph: nx.MultiGraph, probability: np.ndarray, valid: np.nd
             continue
         gap = path[:, ::-1].astype(float)
         gap = np.vstack([multigraph.nodes[end]["pos"], gap[1:-1], multigraph.nodes[target]["pos"]])
-        gap = _without_repeats(gap, 0.0)
+        gap = without_repeats(gap, 0.0)
         if len(gap) < 2:
             continue
         multigraph.add_edge(end, target, pts=gap, length=polyline_length(gap), gap=True)
@@ -468,7 +457,7 @@ def _cheapest_gap(multigraph: nx.MultiGraph, end: int, points: _RoadPoints,
     end node `end` to an admissible road point, or None when there is none."""
     pos = multigraph.nodes[end]["pos"]
     (_, other, pts), = multigraph.edges(end, data="pts")
-    pts = _oriented(pts, pos, multigraph.nodes[other]["pos"])
+    pts = oriented(pts, pos, multigraph.nodes[other]["pos"])
     # The skeleton of a cut road often hooks towards a corner of the cut over about a road
     # half-width: the direction is read behind that hook.
     tangent = scale.pixels(settings.tangent_length_m)

@@ -6,16 +6,16 @@ import pytest
 from skimage.morphology import remove_small_holes, remove_small_objects
 
 from roads.graph import (
-    _contract_nodes,
     clean_mask,
     edge_polyline,
     graph_to_lines,
     lines_to_graph,
     mask_to_graph,
-    polyline_length,
     prune_spurs,
     simplify_edges,
 )
+from roads.multigraph import contract_nodes
+from roads.polyline import polyline_length
 from tests.conftest import drawn
 
 
@@ -104,8 +104,8 @@ def test_oblique_crossing_split_by_the_skeleton_is_merged_into_one_node():
 
 def test_a_junction_moved_along_its_road_does_not_run_out_and_back():
     """Contracting a junction onto a point of one of its roads (as a predicted junction region's
-    centre can be) starts that road at the new point: it used to run back to the old junction
-    first and then forward again, a stretch drawn twice."""
+    centre can be) starts that road at the new point, rather than running back to the old
+    junction first and then forward again, a stretch drawn twice."""
     multigraph = nx.MultiGraph()
     for node, pos in enumerate([(0, 0), (40, 0), (0, 30), (0, -30)]):
         multigraph.add_node(node, pos=np.array(pos, dtype=float))
@@ -113,7 +113,7 @@ def test_a_junction_moved_along_its_road_does_not_run_out_and_back():
         end = multigraph.nodes[other]["pos"]
         pts = np.linspace((0.0, 0.0), end, 11)
         multigraph.add_edge(0, other, pts=pts, length=polyline_length(pts))
-    _contract_nodes(multigraph, {0}, position=np.array([8.0, 0.0]))
+    contract_nodes(multigraph, {0}, position=np.array([8.0, 0.0]))
     along = multigraph.edges[0, 1, 0]["pts"]
     assert np.allclose(along[0], (8, 0)) and np.all(np.diff(along[:, 0]) > 0)
     assert multigraph.edges[0, 1, 0]["length"] == pytest.approx(32.0)

@@ -78,3 +78,9 @@ def test_deterministic():
 def test_rejects_a_volume():
     with pytest.raises(ValueError, match="skeleton: expected an"):
         skeleton_graph(np.zeros((2, 3, 4), bool))
+
+
+def test_specks_alone_give_an_empty_graph():
+    skeleton = np.zeros((6, 6), bool)
+    skeleton[1, 1] = skeleton[4, 3:5] = True
+    assert mask_to_graph(skeleton, min_object_area=0, hole_area=0).number_of_nodes() == 0
