@@ -20,9 +20,10 @@ import time
 import networkx as nx
 import numpy as np
 
-from evaluation.apls import _Roads, apls
-from evaluation.apls_tile import AplsSettings, score_graphs, score_tile
-from evaluation.topo import TopoSettings, topo
+from evaluation.graph_metrics.apls import apls
+from evaluation.graph_metrics.core import RoadArrays
+from evaluation.graph_metrics.tile import AplsSettings, score_graphs, score_tile
+from evaluation.graph_metrics.topo import TopoSettings, topo
 from roads.graph import graph_to_lines
 from utils.errors import run_cli
 
@@ -114,8 +115,8 @@ def timings(gt: nx.Graph, prop: nx.Graph, runs: int, clock=time.perf_counter
         "authors": lambda: score_graphs(gt, prop, AplsSettings(mode="authors"), None),
         "spacenet": lambda: score_tile(gt_lines, prop_lines, AplsSettings(mode="spacenet"), None,
                                        to_lonlat=to_lonlat),
-        "topo": lambda: topo(_Roads.from_graph(gt, PIXEL_SIZE_M),
-                             _Roads.from_graph(prop, PIXEL_SIZE_M), TopoSettings()),
+        "topo": lambda: topo(RoadArrays.from_graph(gt, PIXEL_SIZE_M),
+                             RoadArrays.from_graph(prop, PIXEL_SIZE_M), TopoSettings()),
     }
     results = {}
     for name, job in jobs.items():

@@ -28,7 +28,7 @@ import cv2
 import networkx as nx
 import numpy as np
 
-from evaluation.apls import apls
+from evaluation.graph_metrics.apls import apls
 from roads.connectivity_graph import ConnectivityGraphSettings, connectivity_graph
 from roads.graph import mask_to_graph
 from roads.labels import connectivity_labels

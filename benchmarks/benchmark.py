@@ -62,7 +62,7 @@ import torch
 from benchmarks.bench_apls import perturbed, street_network
 from benchmarks.bench_labels import road_network
 from benchmarks.bench_loader import benchmark as loader_passes
-from evaluation.apls import apls
+from evaluation.graph_metrics.apls import apls
 from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
 from model.loss import JointLoss
 from model.network import StackedHourglassRoadNet

@@ -15,7 +15,8 @@ import networkx as nx
 import numpy as np
 import torch
 
-from evaluation.apls_tile import AplsSettings, score_tile
+from evaluation.graph_metrics.tile import AplsSettings, score_tile
+from evaluation.graph_metrics.topo import TopoSettings
 from evaluation.metrics import RoadMetrics
 from evaluation.postprocess import Prediction, predicted_graph, truth_lines
 from evaluation.predictor import (
@@ -25,7 +26,6 @@ from evaluation.predictor import (
     TensorSource,
     WindowLogits,
 )
-from evaluation.topo import TopoSettings
 from evaluation.writer import PredictionWriter
 from model.loss import balanced_class_weights, soft_iou_from_sums, soft_iou_sums, weighted_nll_sums
 from roads.classes import CONNECTIVITY_CLASSES, IGNORE_INDEX, SEGMENTATION_CLASSES
@@ -45,7 +45,8 @@ TOPO_NAMES = ("topo_precision", "topo_recall", "topo_f1")
 @dataclass(frozen=True)
 class MetricSettings:
     """The `metrics` section: the relaxed metrics' buffer `rho` in pixels, the APLS preset and
-    distances (`evaluation.apls_tile.AplsSettings`) and the TOPO parameters (null: no TOPO)."""
+    distances (`evaluation.graph_metrics.tile.AplsSettings`) and the TOPO parameters (null: no
+    TOPO)."""
 
     rho: int = 3
     apls: AplsSettings = AplsSettings()

@@ -9,7 +9,7 @@ published pipeline does, so a reported number says which pipeline made it ("APLS
   (`metrics.apls.mode` "authors": control points every 20 px only on curved edges). Their IoU
   is a mean over images: our `mean_image_iou`.
 - `spacenet`: the SpaceNet 3 reference scorer's whole APLS pipeline (`metrics.apls.mode`
-  "spacenet", see `evaluation/apls_tile.py`) on our predicted graphs.
+  "spacenet", see `evaluation/graph_metrics/tile.py`) on our predicted graphs.
 """
 from typing import Any
 

@@ -6,7 +6,7 @@
 Each tile is predicted once through the evaluation pipeline (`evaluation.pipeline.Evaluator`,
 the config's predictor and threshold); then every variant extracts its graph from that same
 prediction (`evaluation.postprocess.predicted_graph`) and is scored against the same truth
-(`evaluation.apls_tile.score_tile`, with the config's APLS settings and with the `spacenet`
+(`evaluation.graph_metrics.tile.score_tile`, with the config's APLS settings and with the `spacenet`
 preset's). Variants: `skeleton`, `connectivity`, and `connectivity` with each of its three steps
 switched off (`graph.connectivity.junctions`, `gap_closing`, `spurs`). Time per tile is the wall
 time of the graph extraction alone (one thread), the median over the split's tiles.
@@ -25,7 +25,7 @@ import torch
 
 import model.network as module_arch
 from data_loader.data_loaders import whole_tiles
-from evaluation.apls_tile import score_tile
+from evaluation.graph_metrics.tile import score_tile
 from evaluation.pipeline import Evaluator, MetricSettings, evaluation_settings
 from evaluation.postprocess import predicted_graph, truth_lines
 from evaluation.predictor import PredictorSettings, SlidingWindowPredictor

@@ -11,7 +11,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from evaluation.apls import apls
+from evaluation.graph_metrics.apls import apls
 
 
 def add_road(graph: nx.Graph, first: int, last: int, points: list) -> None:
@@ -197,7 +197,7 @@ def write_roads(path, lines) -> None:
 
 
 def run_command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "evaluation.apls", *args],
+    return subprocess.run([sys.executable, "-m", "tools.apls", *args],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -233,8 +233,8 @@ def test_pixel_size_is_read_per_axis():
     assert lost.apls == 0.0
     # Square pixels read as metres_per_pixel does.
     same = apls(gt, prop, delta=10, snap=5, min_path=1.5, pixel_size_m=(0.5, 0.5))
-    legacy = apls(gt, prop, delta=10, snap=5, min_path=1.5, metres_per_pixel=0.5)
-    assert same == legacy
+    one_size = apls(gt, prop, delta=10, snap=5, min_path=1.5, metres_per_pixel=0.5)
+    assert same == one_size
     with pytest.raises(ValueError, match="pixel_size_m"):
         apls(gt, prop, pixel_size_m=(0.3, 0))
 
@@ -251,7 +251,7 @@ def test_curved_only_control_points():
 
 
 def test_presets_name_their_distances():
-    from evaluation.apls_tile import AplsSettings
+    from evaluation.graph_metrics.tile import AplsSettings
     assert AplsSettings().resolved() == {"delta": 20.0, "snap": 10.0, "min_path": 3.0,
                                          "curved_eps": -1.0, "units": "pixels"}
     assert AplsSettings(mode="spacenet").resolved() == {
@@ -267,7 +267,7 @@ def test_presets_name_their_distances():
 
 
 def test_score_tile_ours_is_todays_apls():
-    from evaluation.apls_tile import AplsSettings, score_tile
+    from evaluation.graph_metrics.tile import AplsSettings, score_tile
     from roads.graph import lines_to_graph
     truth = [np.array([[100, 100], [140, 100], [140, 140]], float),
              np.array([[140, 140], [100, 140], [100, 100]], float)]

@@ -11,15 +11,15 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from evaluation.apls_spacenet import (
+from evaluation.graph_metrics.apls_spacenet import (
     EARTH_RADIUS_M,
     geojson_graph,
     read_lonlat_lines,
     read_submission,
     score,
 )
-from evaluation.apls_tile import AplsSettings, score_tile
-from evaluation.topo import TopoSettings
+from evaluation.graph_metrics.tile import AplsSettings, score_tile
+from evaluation.graph_metrics.topo import TopoSettings
 
 SAMPLE = Path(__file__).parent / "data" / "apls-sample"
 EXPECTED = json.loads((SAMPLE / "expected.json").read_text())
@@ -50,7 +50,7 @@ def test_sample_tiles_match_the_reference(settings, key):
 
 
 def run_command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "evaluation.apls", *args],
+    return subprocess.run([sys.executable, "-m", "tools.apls", *args],
                           capture_output=True, text=True, timeout=60)
 
 

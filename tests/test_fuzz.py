@@ -25,7 +25,7 @@ from rasterio.enums import ColorInterp
 from data_loader.datasets import _channel_stats
 from data_loader.label_cache import LabelCache
 from data_loader.tiles import Tile, check_tile, read_image, read_mask
-from evaluation.apls_spacenet import read_lonlat_lines
+from evaluation.graph_metrics.apls_spacenet import read_lonlat_lines
 from roads.geo import read_road_lines, write_road_lines
 from roads.georeference import Georeference, write_geotiff
 from roads.labels import LabelParams
@@ -251,7 +251,7 @@ def test_commands_survive_mutated_inputs(tmp_path):
         pred = tmp_path / f"pred{number}.geojson"
         pred.write_bytes(data)
         check(f"apls [{name}] {pred}",
-              run("-m", "evaluation.apls", "--gt", str(gt), "--pred", str(pred)), (pred.name,))
+              run("-m", "tools.apls", "--gt", str(gt), "--pred", str(pred)), (pred.name,))
 
     src = tmp_path / "AOI_2_Vegas_Roads_Train"
     (src / "RGB-PanSharpen").mkdir(parents=True)

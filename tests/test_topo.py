@@ -10,12 +10,12 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from evaluation.apls import _Roads
-from evaluation.topo import TopoSettings, topo
+from evaluation.graph_metrics.core import RoadArrays
+from evaluation.graph_metrics.topo import TopoSettings, topo
 from roads.graph import lines_to_graph
 
 
-def roads(*polylines) -> _Roads:
+def roads(*polylines) -> RoadArrays:
     graph = nx.Graph()
     for i, points in enumerate(polylines):
         pts = np.asarray(points, dtype=float)
@@ -23,7 +23,7 @@ def roads(*polylines) -> _Roads:
         graph.add_node(2 * i + 1, pos=pts[-1])
         graph.add_edge(2 * i, 2 * i + 1, pts=pts,
                        length=float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum()))
-    return _Roads.from_graph(graph)
+    return RoadArrays.from_graph(graph)
 
 
 ROAD = [(0, 0), (100, 0)]
@@ -90,5 +90,5 @@ def test_a_hole_takes_one_marble():
     # Origin B: the proposal origin is one B end, whose subgraph holds both roads: the same.
     joined = lines_to_graph([np.array([(0, 0), (100, 0)], float),
                              np.array([(0, 0), (100, 0.5)], float)])
-    result = topo(roads(ROAD), _Roads.from_graph(joined))
+    result = topo(roads(ROAD), RoadArrays.from_graph(joined))
     assert (result.true_positives, result.false_positives, result.false_negatives) == (10, 8, 0)

@@ -27,7 +27,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from evaluation.apls import _Roads
+from evaluation.graph_metrics.core import RoadArrays
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class _Sampled:
     ends[e, 1]; start[e, 0] / start[e, 1]: where each run begins; count[e]: its length.
     """
 
-    def __init__(self, roads: _Roads, interval: float) -> None:
+    def __init__(self, roads: RoadArrays, interval: float) -> None:
         self.positions = roads.positions
         self.ends = roads.ends
         self.tree = cKDTree(self.positions) if len(self.positions) else None
@@ -131,7 +131,8 @@ def _match(holes: np.ndarray, marbles: np.ndarray, hole_size: float) -> int:
     return len(filled)
 
 
-def topo(truth: _Roads, proposal: _Roads, settings: TopoSettings = TopoSettings()) -> TopoResult:
+def topo(truth: RoadArrays, proposal: RoadArrays, settings: TopoSettings = TopoSettings()
+         ) -> TopoResult:
     """TOPO of a proposed road graph against the ground truth (see the module docstring)."""
     n_truth = len(truth.positions)
     if n_truth == 0:

@@ -1,22 +1,22 @@
 """APLS and TOPO of one tile under a named preset, so that "APLS (spacenet)" says how it was made.
 
 Presets (`AplsSettings.mode`; delta, snap and min_path left at None take the preset's values):
-- `ours` (default): our scorer on the road-graph contract (`evaluation.apls.apls`): the graphs
+- `ours` (default): our scorer on the road-graph contract (`graph_metrics.apls.apls`): the graphs
   as given (proposal: our predicted graph; truth: GeoJSON lines projected to pixels, or the mask's
   graph), control points every 20 px on every edge, snap 10 px, shortest path compared 3 px, every
-  tile scored (no roads in truth and proposal: 1; see `evaluation.apls`). With units "metres"
+  tile scored (no roads in truth and proposal: 1; see `graph_metrics.apls`). With units "metres"
   the tile's per-axis ground size (`pixel_size_m`) turns pixels into metres, or, for a raster
-  without georeference, `metres_per_pixel`; the same numbers are then metres (as `apls` has always
-  read them with `metres_per_pixel`).
-- `spacenet`: the SpaceNet 3 reference scorer's whole pipeline (`evaluation.apls_spacenet`):
+  without georeference, `metres_per_pixel`; the same numbers are then metres, as `apls` reads
+  them whenever it is given a ground size.
+- `spacenet`: the SpaceNet 3 reference scorer's whole pipeline (`graph_metrics.apls_spacenet`):
   its own graph construction in UTM metres (including its duplicate-edge deletion, a quirk kept
   for comparability), control points every 50 m on every edge, snap 4 m, minimum path 0.001 m.
   Tiles whose truth has no roads or whose proposal has no lines are skipped: every score is nan,
   which a mean over tiles must exclude (`numpy.nanmean`), as the reference's mean does.
 - `authors`: the authors' port: as `ours`, but control points (every 20 px) only on edges whose
   length exceeds their bounding-box diagonal by at least 3 % (`curved_eps` 0.03).
-TOPO (`evaluation.topo`) is computed beside APLS on the same graphs, in metres whenever the tile's
-ground size is known, else in pixels.
+TOPO (`graph_metrics.topo`) is computed beside APLS on the same graphs, in metres whenever the
+tile's ground size is known, else in pixels.
 """
 import math
 from collections.abc import Callable
@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from evaluation import apls_spacenet
-from evaluation.apls import _Roads, apls
-from evaluation.topo import TopoSettings, topo
+from evaluation.graph_metrics import apls_spacenet
+from evaluation.graph_metrics.apls import apls
+from evaluation.graph_metrics.core import RoadArrays
+from evaluation.graph_metrics.topo import TopoSettings, topo
 from roads.graph import lines_to_graph
 
 
@@ -41,7 +42,7 @@ class Preset:
     units: str
 
 
-PRESETS = {
+APLS_PRESETS = {
     "ours": Preset(20.0, 10.0, 3.0, -1.0, "pixels"),
     "spacenet": Preset(50.0, 4.0, 0.001, -1.0, "metres"),
     "authors": Preset(20.0, 10.0, 3.0, 0.03, "pixels"),
@@ -72,8 +73,8 @@ class AplsSettings:
     metres_per_pixel: float | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in PRESETS:
-            raise ValueError(f"mode: must be one of {', '.join(PRESETS)}, got {self.mode!r}")
+        if self.mode not in APLS_PRESETS:
+            raise ValueError(f"mode: must be one of {', '.join(APLS_PRESETS)}, got {self.mode!r}")
         for name, minimum in (("delta", None), ("snap", 0.0), ("min_path", 0.0),
                               ("metres_per_pixel", None)):
             value = getattr(self, name)
@@ -96,11 +97,11 @@ class AplsSettings:
     def resolved_units(self) -> str:
         if self.units is not None:
             return self.units
-        return "metres" if self.metres_per_pixel is not None else PRESETS[self.mode].units
+        return "metres" if self.metres_per_pixel is not None else APLS_PRESETS[self.mode].units
 
     def resolved(self) -> dict:
         """{delta, snap, min_path, curved_eps, units} with the preset's values filled in."""
-        preset = PRESETS[self.mode]
+        preset = APLS_PRESETS[self.mode]
         units = self.resolved_units
         defaults = (preset.delta, preset.snap, preset.min_path)
         given = (self.delta, self.snap, self.min_path)
@@ -138,12 +139,13 @@ def score_graphs(truth: nx.Graph, proposal: nx.Graph, settings: AplsSettings = A
               "apls_prop_to_gt": result.prop_to_gt}
     if topo_settings is not None:
         factor = scale if scale is not None else (1.0, 1.0)
-        scores.update(_topo_scores(_Roads.from_graph(truth, factor),
-                                   _Roads.from_graph(proposal, factor), topo_settings))
+        scores.update(_topo_scores(RoadArrays.from_graph(truth, factor),
+                                   RoadArrays.from_graph(proposal, factor), topo_settings))
     return scores
 
 
-def _topo_scores(truth: _Roads, proposal: _Roads, settings: TopoSettings) -> dict[str, float]:
+def _topo_scores(truth: RoadArrays, proposal: RoadArrays, settings: TopoSettings
+                 ) -> dict[str, float]:
     result = topo(truth, proposal, settings)
     return {"topo_precision": result.precision, "topo_recall": result.recall,
             "topo_f1": result.f1}
@@ -154,7 +156,7 @@ def score_tile(truth_lines_px: list[np.ndarray], proposal_lines_px: list[np.ndar
                topo_settings: TopoSettings | None = DEFAULT_TOPO,
                to_lonlat: Callable[[np.ndarray], np.ndarray] | None = None,
                pixel_size_m: tuple[float, float] | None = None) -> dict[str, float]:
-    """APLS and TOPO of one tile; the lead's evaluation pipeline calls it once per tile.
+    """APLS and TOPO of one tile; the evaluation pipeline (`evaluation.pipeline`) calls it per tile.
 
     truth_lines_px / proposal_lines_px: (N, 2) float pixel (x, y) polylines (truth: GeoJSON lines
     projected to pixels or the edges of the mask's graph; proposal: the edges of our predicted
@@ -191,7 +193,7 @@ def score_tile(truth_lines_px: list[np.ndarray], proposal_lines_px: list[np.ndar
 def score_reference_graphs(truth: nx.MultiGraph, proposal: nx.MultiGraph,
                            settings: AplsSettings, topo_settings: TopoSettings | None,
                            has_proposal: bool, values: dict | None = None) -> dict[str, float]:
-    """Scores of the spacenet mode on graphs built by `evaluation.apls_spacenet`."""
+    """Scores of the spacenet mode on graphs built by `graph_metrics.apls_spacenet`."""
     values = settings.resolved() if values is None else values
     scores = dict(NAN_SCORES)
     if topo_settings is None:

@@ -1,8 +1,8 @@
 """The SpaceNet 3 reference scorer's whole pipeline (CosmiQ's `apls.py`), reproduced step by step.
 
 Published SpaceNet 3 numbers come from that command-line pipeline, whose graph construction differs
-from ours (`evaluation.apls` on the road-graph contract) by up to 0.1 APLS per tile. This module
-rebuilds its graphs and its scoring so that "APLS (spacenet)" means the same number:
+from ours (`evaluation.graph_metrics.apls` on the road-graph contract) by up to 0.1 APLS per tile.
+This module rebuilds its graphs and its scoring so that "APLS (spacenet)" means the same number:
 
 GeoJSON ground truth or proposal (lon/lat LineStrings), in file order:
 1. Nodes are exactly equal vertices, numbered as the reference numbers them (a counter that skips
@@ -58,14 +58,14 @@ import numpy as np
 from pyproj import Transformer
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from evaluation.apls import (
-    _control_points,
-    _min_matrix,
-    _Roads,
-    _Segments,
-    _snapped_spots,
-    _split_graph,
+from evaluation.graph_metrics.core import (
+    RoadArrays,
+    Segments,
+    control_points,
     harmonic_mean,
+    min_matrix,
+    snapped_spots,
+    split_graph,
 )
 from roads.geo import read_feature_collection
 from utils.errors import DataError
@@ -97,9 +97,9 @@ class RefGraph:
     lengths: np.ndarray
 
     @property
-    def roads(self) -> _Roads:
-        """The graph as the APLS core's arrays, declared lengths included."""
-        return _Roads(self.positions, self.ends, self.polylines, self.lengths)
+    def roads(self) -> RoadArrays:
+        """The graph as the shared `RoadArrays`, declared lengths included."""
+        return RoadArrays(self.positions, self.ends, self.polylines, self.lengths)
 
 
 @dataclass(frozen=True)
@@ -372,7 +372,7 @@ def _remove_small_components(graph: nx.MultiGraph, max_nodes: int, min_span: flo
     edges = [(index[u], index[v], w) for u, v, w in graph.edges(data=weight)]
     a, b, w = (np.array(column, dtype=float) for column in zip(*edges, strict=True)) \
         if edges else (np.empty(0), np.empty(0), np.empty(0))
-    matrix = _min_matrix(a.astype(np.int64), b.astype(np.int64), w, len(nodes))
+    matrix = min_matrix(a.astype(np.int64), b.astype(np.int64), w, len(nodes))
     _, label = connected_components(matrix, directed=False)
     sizes = np.bincount(label)
     small = []
@@ -503,13 +503,13 @@ def _insert_sequentially(points: np.ndarray, point_ids: np.ndarray, target: RefG
     Returns the split sparse graph and {id: node index} of the graph's node names afterwards.
     """
     roads = target.roads
-    segments = _Segments.from_roads(roads)
+    segments = Segments.from_roads(roads)
     n_nodes = len(target.ids)
     names = {int(node_id): i for i, node_id in enumerate(target.ids)}
     name_of_node = list(names)
     stops_edge, stops_t = [], []
     if len(segments.length):
-        point, t, edge, index, s, on_node, end_node = _snapped_spots(points, roads, segments,
+        point, t, edge, index, s, on_node, end_node = snapped_spots(points, roads, segments,
                                                                      snap)
         spot_node = {}
         for k, (p, e, i, f) in enumerate(zip(point.tolist(), edge.tolist(), index.tolist(),
@@ -530,7 +530,7 @@ def _insert_sequentially(points: np.ndarray, point_ids: np.ndarray, target: RefG
                 del names[name_of_node[node]]
             name_of_node[node] = new_id
             names[new_id] = node
-    graph = _split_graph(roads, np.array(stops_edge, dtype=np.int64), np.array(stops_t),
+    graph = split_graph(roads, np.array(stops_edge, dtype=np.int64), np.array(stops_t),
                          n_nodes + np.arange(len(stops_edge)), len(name_of_node))
     return graph, names
 
@@ -540,7 +540,7 @@ def _similarity(source: RefGraph, target: RefGraph, delta: float, snap: float, m
     """C(source -> target) of the reference's `path_sim_metric` (see the module docstring)."""
     if len(source.ids) == 0 or len(target.ids) == 0:
         return 0.0
-    points, source_graph = _control_points(source.roads, delta, curved_eps)
+    points, source_graph = control_points(source.roads, delta, curved_eps)
     n_mid = len(points) - len(source.ids)
     point_ids = np.concatenate([source.ids, source.ids.max() + 1 + np.arange(n_mid)])
     length_a = dijkstra(source_graph, directed=False)
