@@ -213,6 +213,8 @@ def simple_graph(multigraph: nx.MultiGraph) -> nx.Graph:
                 continue
             cuts = [0, len(pts) // 3, 2 * len(pts) // 3, len(pts) - 1]
         elif graph.has_edge(u, v):
+            # Cut from u to v, so that each piece runs between the nodes it joins.
+            pts = oriented(pts, multigraph.nodes[u]["pos"], multigraph.nodes[v]["pos"])
             if len(pts) == 2:
                 pts = np.vstack([pts[0], pts.mean(axis=0), pts[1]])
             cuts = [0, len(pts) // 2, len(pts) - 1]

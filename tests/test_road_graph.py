@@ -14,7 +14,7 @@ from roads.graph import (
     prune_spurs,
     simplify_edges,
 )
-from roads.multigraph import contract_nodes
+from roads.multigraph import contract_nodes, simple_graph
 from roads.polyline import polyline_length
 from tests.conftest import drawn
 
@@ -241,3 +241,20 @@ def test_clean_mask_removes_what_scikit_image_removes(seed):
     expected = remove_small_holes(objects_removed, max_size=hole_area - 1, connectivity=1)
     assert np.array_equal(clean_mask(mask, min_object_area, hole_area), expected)
     assert np.array_equal(clean_mask(mask, min_object_area, 0), objects_removed)
+
+
+def test_a_second_edge_stored_backwards_is_cut_into_pieces_that_join_their_nodes():
+    """Parallel edges are split at the middle vertex of the second; its polyline may be stored
+    from v to u (the contract allows either), and each piece must still end at its own nodes."""
+    multigraph = nx.MultiGraph()
+    multigraph.add_node(0, pos=np.array([0.0, 0.0]))
+    multigraph.add_node(1, pos=np.array([10.0, 0.0]))
+    straight = np.array([[0.0, 0.0], [10.0, 0.0]])
+    arc_backwards = np.array([[10.0, 0.0], [8.0, 4.0], [5.0, 5.0], [2.0, 4.0], [0.0, 0.0]])
+    multigraph.add_edge(0, 1, pts=straight, length=polyline_length(straight))
+    multigraph.add_edge(0, 1, pts=arc_backwards, length=polyline_length(arc_backwards))
+    graph = simple_graph(multigraph)
+    assert_contract(graph)
+    assert graph.number_of_nodes() == 3 and graph.number_of_edges() == 3
+    assert sum(length for *_, length in graph.edges(data="length")) == pytest.approx(
+        10 + polyline_length(arc_backwards))
