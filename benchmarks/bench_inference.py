@@ -13,19 +13,23 @@ same under torch.compile; its compilation is the first, untimed tile), and their
 Network: the checkpoint's (its config's arch), or the paper's defaults with seeded random
 weights. Tiles: the split's whole tiles (normalized with the checkpoint config's mean/std when
 given), scored against their masks and connectivity labels with `RoadMetrics`; without
---data-dir, seeded normal noise tiles of --tile-size pixels. Agreement: road mask IoU (road
-probability > 0.5) and connectivity class agreement with the baseline's prediction of the same
+--data-dir, seeded normal noise tiles of --tile-size pixels (`benchmarks.synthetic.noise_tiles`).
+Masks and classes are post-processed as the evaluation pipeline does (`Prediction.paste`: road
+probability above the predictor's threshold, 0.5 by default). Agreement: road mask IoU
+(`RoadMetrics`) and connectivity class agreement with the baseline's prediction of the same
 tile. Compute: convolution FLOPs per tile (`torch.utils.flop_counter`, a multiply-add counting
 2), and the rate each path reaches, also as a fraction of the rate of a 2048^3 matrix product in
 its dtype measured in the same process (the practical peak of the machine at that moment).
 """
 import argparse
 import copy
+import itertools
 import json
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +38,16 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.harness import interleaved, machine_description, machine_line, time_call
+from benchmarks.synthetic import SPACENET_TILE_PX, noise_tiles, tile_km2
 from data_loader.datasets import RoadDataset
 from evaluation.metrics import RoadMetrics
+from evaluation.postprocess import Prediction
 from evaluation.predictor import PredictorSettings, SlidingWindowPredictor, axis_windows
 from model.network import StackedHourglassRoadNet
 from utils.checkpoint import load_checkpoint, load_model_state
 from utils.errors import ConfigError, run_cli
 
-METRES_PER_PIXEL = 0.3  # SpaceNet 3 ground sampling distance
 PATHS = {
     "fp32": dict(precision="fp32"),
     "auto": dict(precision="auto"),
@@ -67,10 +73,8 @@ def network(checkpoint: Path | None) -> tuple[nn.Module, dict]:
 def tiles(args: argparse.Namespace, loader_args: dict) -> list[dict]:
     """Items with `image` (3, H, W) and, from a dataset, `mask` and `conn` (H, W)."""
     if args.data_dir is None:
-        generator = torch.Generator().manual_seed(0)
-        size = args.tile_size
-        return [{"image": torch.randn(3, size, size, generator=generator)}
-                for _ in range(args.tiles)]
+        return [{"image": tile} for tile in noise_tiles(args.tile_size, args.tiles,
+                                                        torch.Generator().manual_seed(0))]
     stats = {key: loader_args[key] for key in ("mean", "std") if key in loader_args}
     dataset = RoadDataset(args.data_dir, args.split, training=False, **stats)
     return [dataset[i] for i in range(min(args.tiles, len(dataset)))]
@@ -92,44 +96,47 @@ def matmul_rate(dtype: torch.dtype, size: int = 2048, runs: int = 3) -> float:
     """FLOP/s of a size^3 matrix product in `dtype` on the CPU (median of `runs`)."""
     a = torch.randn(size, size).to(dtype)
     b = torch.randn(size, size).to(dtype)
-    a @ b
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times)
+    return 2 * size**3 / time_call(lambda: a @ b, runs, warmup=1).median
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+def mask_and_classes(segmentation: torch.Tensor, connectivity: torch.Tensor,
+                     threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The road mask and connectivity classes of a tile's logits, as the evaluation pipeline
+    post-processes them."""
+    prediction = Prediction.empty(tuple(segmentation.shape[1:]))
+    prediction.paste((slice(None), slice(None)), segmentation, connectivity, threshold)
+    return prediction.mask, prediction.connectivity
+
+
+def in_turn(predictor: SlidingWindowPredictor, items: list[dict]) -> Callable[[], Any]:
+    """A call that predicts the next of `items`' images, from the first one round again."""
+    images = itertools.cycle([item["image"] for item in items])
+    return lambda: predictor(next(images))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    machine = machine_description()
     model, loader_args = network(args.checkpoint)
     model.eval()
     items = tiles(args, loader_args)
     predictors = {name: SlidingWindowPredictor(model, PredictorSettings(
         batch_size=args.batch_size, **PATHS[name])) for name in args.paths}
     base = args.paths[0]
-    first_tile, seconds = {}, {name: [] for name in args.paths}
+    # Warm-up on the first tile: compilation, allocator, oneDNN kernels.
+    first_tile = interleaved({name: in_turn(predictor, items[:1])
+                              for name, predictor in predictors.items()}, 1)
     outputs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in args.paths}
-    for name, predictor in predictors.items():  # warm-up: compilation, allocator, oneDNN kernels
-        start = time.perf_counter()
-        predictor(items[0]["image"])
-        first_tile[name] = time.perf_counter() - start
-    for repeat in range(args.repeats):
-        for item in items:
-            for name, predictor in predictors.items():
-                start = time.perf_counter()
-                seg, conn = predictor(item["image"])
-                seconds[name].append(time.perf_counter() - start)
-                if repeat == 0:
-                    outputs[name].append((seg.softmax(0)[1].numpy() > 0.5,
-                                          conn.argmax(0).numpy()))
+
+    def keep_first_pass(name: str, round_index: int, logits: tuple) -> None:
+        if round_index < len(items):
+            outputs[name].append(mask_and_classes(*logits, predictors[name].settings.threshold))
+
+    timings = interleaved({name: in_turn(predictor, items)
+                           for name, predictor in predictors.items()},
+                          args.repeats * len(items), on_result=keep_first_pass)
+    seconds = {name: list(timing.seconds) for name, timing in timings.items()}
     height, width = items[0]["image"].shape[1:]
-    km2 = height * width * (METRES_PER_PIXEL / 1000) ** 2
+    km2 = tile_km2(height, width)
     peaks = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
     rows = []
     for name, predictor in predictors.items():
@@ -140,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row = {
             "path": name, "settings": vars(predictor.settings).copy(),
             "compute_dtype": str(predictor.autocast_dtype or torch.float32).removeprefix("torch."),
-            "first_tile_s": first_tile[name], "median_s_per_tile": median,
+            "first_tile_s": first_tile[name].median, "median_s_per_tile": median,
             "km2_per_h": 3600 * km2 / median,
             "speedup_of_medians": statistics.median(seconds[base]) / median,
             "median_paired_speedup": statistics.median(
@@ -148,7 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": seconds[name], "gflop_per_tile": flops / 1e9,
             "gflop_per_s": flops / median / 1e9,
             "fraction_of_matmul_rate": flops / median / peaks[dtype],
-            "mask_iou_vs_base": min(iou(a[0], b[0]) for a, b in pairs),
+            "mask_iou_vs_base": min(RoadMetrics().update(a[0], b[0])["iou"] for a, b in pairs),
             "conn_agreement_vs_base": min(float((a[1] == b[1]).mean()) for a, b in pairs),
         }
         if "mask" in items[0]:
@@ -163,8 +170,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                             for key, value in row["metrics"].items()}
     return {
         "command": " ".join(["python -m benchmarks.bench_inference", *sys.argv[1:]]),
-        "date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "load_average": list(os.getloadavg()),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine,
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()),
         "network": "checkpoint " + str(args.checkpoint) if args.checkpoint else "paper defaults",
         "parameters": sum(p.numel() for p in model.parameters()),
         "tile": [int(height), int(width)], "tiles": len(items), "repeats": args.repeats,
@@ -175,10 +183,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(result: dict[str, Any]) -> str:
     height, width = result["tile"]
-    lines = [f"{result['date']}  torch {result['torch']}, {result['threads']} threads; "
-             f"{result['network']} ({result['parameters'] / 1e6:.2f} M parameters); "
-             f"{result['tiles']} tile(s) of {height}x{width} x {result['repeats']} repeat(s); "
-             f"load average {result['load_average'][0]:.2f}",
+    lines = [machine_line(result["machine"]),
+             f"{result['date']}  {result['network']} ({result['parameters'] / 1e6:.2f} M "
+             f"parameters); {result['tiles']} tile(s) of {height}x{width} x "
+             f"{result['repeats']} repeat(s); load average {result['load_average'][0]:.2f} "
+             "at the end",
              "2048^3 matmul GFLOP/s: " + ", ".join(
                  f"{key} {value:.0f}" for key, value in result["matmul_gflop_per_s"].items()),
              f"{'path':<18}{'dtype':<10}{'s/tile':>8}{'km2/h':>8}{'speed-up':>9}{'paired':>8}"
@@ -209,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, help="dataset whose split's tiles to predict")
     parser.add_argument("--split", default="test")
     parser.add_argument("--tiles", type=int, default=3, help="tiles (at most the split's)")
-    parser.add_argument("--tile-size", type=int, default=1300, help="side of the noise tiles")
+    parser.add_argument("--tile-size", type=int, default=SPACENET_TILE_PX,
+                        help="side of the noise tiles")
     parser.add_argument("--paths", nargs="+", choices=sorted(PATHS), default=["fp32", "auto"],
                         help="inference paths; the first is the baseline")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the tiles")

@@ -3,19 +3,32 @@
     python -m benchmarks.bench_precompute [--data-dir dataset/toy-spacenet] [--workers 1 2]
         [--repeats 2]
 
-Each repeat fills an empty temporary cache once per worker count, the counts alternating so
-that other processes on the machine slow them alike; the time includes starting the worker
-processes. Prints the median tiles/s per worker count and the ratio to the first count.
+Each repeat fills an empty temporary cache once per worker count (every split of the dataset, the
+label settings' defaults), the counts taking turns so that other processes on the machine slow
+them alike; the time includes making the datasets and starting the worker processes. Prints the
+median tiles/s per worker count and the ratio to the first count.
 """
 import argparse
+import itertools
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from roads.labels import LabelParams
-from tools.labels import dataset_tiles, precompute
+from benchmarks.harness import interleaved, machine_line
+from data_loader.datasets import RoadDataset
+from tools.labels import precompute, split_names
 from utils.errors import ConfigError, run_cli
+
+
+def fill_cache(data_dir: Path, splits: list[str], workers: int, cache_dir: Path) -> int:
+    """Derive the labels of every tile of `splits` into `cache_dir` as `python -m tools.labels
+    --precompute` does, with `workers` processes; returns the number of tiles."""
+    tiles = 0
+    for split in splits:
+        dataset = RoadDataset(data_dir, split, training=False, label_cache_dir=cache_dir)
+        tiles += len(dataset.tiles)
+        precompute(dataset, workers, progress=False)
+    return tiles
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,18 +40,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if min(args.workers) < 1 or args.repeats < 1:
         raise ConfigError("--workers and --repeats must be >= 1")
-    tiles = dataset_tiles(args.data_dir, None)
-    with tempfile.TemporaryDirectory() as warm:
-        precompute(tiles[:1], LabelParams(), Path(warm), progress=False)  # numba JIT of sknw
-    rates: dict[int, list[float]] = {count: [] for count in args.workers}
-    for _ in range(args.repeats):
-        for count in args.workers:
-            with tempfile.TemporaryDirectory() as cache:
-                start = time.perf_counter()
-                precompute(tiles, LabelParams(), Path(cache), count, progress=False)
-                rates[count].append(len(tiles) / (time.perf_counter() - start))
+    print(machine_line())
+    splits = split_names(args.data_dir, None)
+    with tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary)
+        # The first tile loads (or compiles) the skeleton graph's numba code.
+        RoadDataset(args.data_dir, splits[0], training=False,
+                    label_cache_dir=root / "warm-up").precompute_labels(0)
+        fills = itertools.count()
+        timings = interleaved({
+            count: lambda count=count: fill_cache(args.data_dir, splits, count,
+                                                  root / str(next(fills)))
+            for count in args.workers}, args.repeats)
+    tiles = timings[args.workers[0]].value
+    rates = {count: [tiles / seconds for seconds in timing.seconds]
+             for count, timing in timings.items()}
     base = statistics.median(rates[args.workers[0]])
-    print(f"{len(tiles)} tiles of {args.data_dir}, {args.repeats} repeat(s)")
+    print(f"{tiles} tiles of {args.data_dir}, {args.repeats} repeat(s)")
     for count, values in rates.items():
         median = statistics.median(values)
         print(f"  {count} worker(s): {median:.2f} tiles/s (x{median / base:.2f}; "

@@ -5,11 +5,13 @@
         [--cpu-compile]
 
 Training: the real step (forward, JointLoss on every output, backward, Adam step) on a fixed batch
-of synthetic crops with real connectivity labels, in three settings: eager fp32 (PyTorch's
+of synthetic crops with real connectivity labels (`benchmarks.synthetic.training_batch`), in three
+settings: eager fp32 (PyTorch's
 defaults, so cuDNN convolutions run in TF32 on Ampere and later GPUs); mixed precision
 (bf16 where supported, else fp16 with a GradScaler, as the trainer chooses) with channels-last
 tensors; and the same under torch.compile. Warm-up steps are excluded and CUDA is synchronised
-around the timed steps. Peak memory: torch.cuda.max_memory_allocated on the GPU, the process's peak
+around each timed step; seconds per step are the mean over the timed steps. Peak memory
+(`benchmarks.harness.PeakMemory`): torch.cuda.max_memory_allocated on the GPU, the process's peak
 resident set (VmHWM) on the CPU, both reset after the warm-up. On the CPU, mixed precision is CPU
 autocast bf16; torch.compile is skipped unless --cpu-compile is given, because compiling the
 network takes minutes on a few cores.
@@ -21,15 +23,16 @@ at 0.3 m per pixel. `benchmarks.bench_inference` compares the precisions side by
 
 Data: connectivity labels of a drawn 1300x1300 road network (`bench_labels`), loader crops per
 second from the toy dataset (`bench_loader`: cold label cache, warm disk cache, warm memory),
-mask -> road graph and APLS seconds per tile (`bench_apls`' street network).
+mask -> road graph and APLS seconds per tile (`bench_apls`' street network); medians.
 
 --quick runs a small network on small crops and a 650x650 tile (a quarter of a SpaceNet tile's
 area; km2/h counts the area processed), and says so in its output. --steps, --warmup and --tiles
 shorten a full run on a slow machine.
 
 The JSON (--json) holds: date, command, quick, device, machine (cpu_model, cpu_cores, memory_gib,
-gpu, torch, cuda, python, platform), load_average (start, end: the machine's 1, 5 and 15-minute
-load averages, which tell whether other processes competed), settings (the `Settings` fields,
+gpu, torch, cuda, python, platform, torch_threads, load_average: `benchmarks.harness`, at the
+start), load_average (start, end: the machine's 1, 5 and 15-minute load averages, which tell
+whether other processes competed), settings (the `Settings` fields,
 parameters, workers), training (per mode: mode, status, precision, images_per_s,
 seconds_per_step, peak_memory_mib, memory_kind; numbers None where not measured), inference
 (without and with TTA: tta, tile_size, tile_km2, precision, seconds_per_tile, tiles_per_s,
@@ -40,18 +43,12 @@ inference_km2_per_h, loader_8_workers_crops_per_s: value, target, met) and targe
 run on CUDA).
 """
 import argparse
-import contextlib
 import datetime
 import gc
 import json
 import os
-import platform
-import resource
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -59,20 +56,25 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from benchmarks.bench_apls import perturbed, street_network
-from benchmarks.bench_labels import road_network
-from benchmarks.bench_loader import benchmark as loader_passes
+from benchmarks.bench_loader import loader_passes
+from benchmarks.harness import PeakMemory, machine_description, machine_line, time_call
+from benchmarks.synthetic import (
+    SPACENET_TILE_PX,
+    noise_tiles,
+    perturbed_graph,
+    straight_roads_mask,
+    street_graph,
+    tile_km2,
+    training_batch,
+)
 from evaluation.graph_metrics.apls import apls
 from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
 from model.loss import JointLoss
 from model.network import StackedHourglassRoadNet
 from roads.graph import mask_to_graph
-from roads.labels import connectivity_labels, quarter_mask
+from roads.labels import connectivity_labels
 from trainer.trainer import autocast_dtype_for, forward_loss, optimize
 from utils.errors import ConfigError, run_cli
-
-METRES_PER_PIXEL = 0.3  # SpaceNet 3 ground sampling distance
-MIB = 2**20
 
 # The issue's targets, for a full run on one H100.
 TARGET_AMP_SPEEDUP = 2.5
@@ -88,13 +90,13 @@ class Settings:
     crop_size: int = 256
     warmup_steps: int = 3
     steps: int = 10
-    tile_size: int = 1300
-    window: int = 512
-    margin: int = 72
-    window_batch: int = 4
+    tile_size: int = SPACENET_TILE_PX
+    window: int = PredictorSettings.window
+    margin: int = PredictorSettings.margin
+    window_batch: int = PredictorSettings.batch_size
     tiles: int = 3
     loader_crops_per_tile: int = 8
-    label_tile_size: int = 1300
+    label_tile_size: int = SPACENET_TILE_PX
     label_runs: int = 5
     apls_runs: int = 5
 
@@ -103,7 +105,8 @@ FULL = Settings()
 # Chosen so that the whole quick run takes about a minute on two CPU cores; the network keeps
 # both stacks (and so the reinjection) with one block per group and 32 channels.
 QUICK = Settings(arch=dict(num_stacks=2, num_blocks=1, num_feats=32), batch_size=4, crop_size=128,
-                 warmup_steps=2, steps=10, tile_size=650, tiles=2, loader_crops_per_tile=2)
+                 warmup_steps=2, steps=10, tile_size=SPACENET_TILE_PX // 2, tiles=2,
+                 loader_crops_per_tile=2)
 
 
 class TrainingMode(NamedTuple):
@@ -118,66 +121,6 @@ TRAINING_MODES = (
     TrainingMode("amp + channels-last", amp=True, channels_last=True, compile=False),
     TrainingMode("amp + channels-last + compile", amp=True, channels_last=True, compile=True),
 )
-
-
-def proc_field(path: str, key: str) -> str | None:
-    """The value of the first `key: value` line of a Linux /proc file, None where there is none."""
-    with contextlib.suppress(OSError):
-        for line in Path(path).read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == key:
-                return value.strip()
-    return None
-
-
-def machine_description(device: torch.device) -> dict[str, Any]:
-    """CPU model and cores, memory, GPU name, torch/CUDA/Python versions."""
-    memory_kib = proc_field("/proc/meminfo", "MemTotal")
-    cuda = device.type == "cuda"
-    return {
-        "cpu_model": proc_field("/proc/cpuinfo", "model name") or platform.processor() or None,
-        "cpu_cores": os.cpu_count(),
-        "memory_gib": round(int(memory_kib.split()[0]) / 2**20, 1) if memory_kib else None,
-        "gpu": torch.cuda.get_device_name(device) if cuda else None,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda if cuda else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-class PeakMemory:
-    """Peak memory from `reset()` on: CUDA allocator peak, or the process's peak resident set.
-
-    Linux resets the resident-set peak (VmHWM) when "5" is written to /proc/self/clear_refs;
-    where that is impossible, the process's lifetime peak (ru_maxrss) is reported instead.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.kind = "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS (VmHWM)"
-
-    def reset(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            self.kind = "peak RSS since process start (ru_maxrss)"
-
-    def mib(self) -> float:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / MIB
-        peak_kib = proc_field("/proc/self/status", "VmHWM") if "VmHWM" in self.kind else None
-        if peak_kib is None:
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return int(peak_kib.split()[0]) / 1024
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def release_memory(device: torch.device) -> None:
@@ -201,42 +144,6 @@ def precision_name(dtype: torch.dtype | None, device: torch.device) -> str:
     return name + " + GradScaler" if dtype == torch.float16 else name
 
 
-def synthetic_batch(batch_size: int, crop_size: int, device: torch.device,
-                    seed: int = 0) -> dict[str, torch.Tensor]:
-    """A training batch as the loader yields it: image (B, 3, S, S) normal noise (the content does
-    not change the cost), mask / conn (B, S, S) and mask_quarter / conn_quarter (B, S/4, S/4)
-    derived from drawn road networks, so the loss sees a real class mix."""
-    rng = np.random.default_rng(seed)
-    masks = [road_network(crop_size, 3, rng) for _ in range(batch_size)]
-    labels = [connectivity_labels(mask) for mask in masks]
-
-    def as_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
-        return torch.from_numpy(np.stack(arrays).astype(np.int64)).to(device)
-
-    return {
-        "image": torch.from_numpy(rng.standard_normal((batch_size, 3, crop_size, crop_size),
-                                                      dtype=np.float32)).to(device),
-        "mask": as_tensor([mask > 0 for mask in masks]),
-        "mask_quarter": as_tensor([quarter_mask(mask > 0) for mask in masks]),
-        "conn": as_tensor([full for full, _ in labels]),
-        "conn_quarter": as_tensor([quarter for _, quarter in labels]),
-    }
-
-
-def timed(step: Callable[[], object], warmup: int, repeats: int, device: torch.device,
-          peak: PeakMemory) -> tuple[float, float]:
-    """(seconds per call, peak MiB) over `repeats` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    peak.reset()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    synchronize(device)
-    return (time.perf_counter() - start) / repeats, peak.mib()
-
-
 def training_throughput(mode: TrainingMode, settings: Settings, device: torch.device,
                         batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Images per second and peak memory of the full training step in one mode."""
@@ -257,14 +164,16 @@ def training_throughput(mode: TrainingMode, settings: Settings, device: torch.de
         optimize(loss, network, optimizer, scaler)
 
     peak = PeakMemory(device)
-    seconds, memory = timed(step, settings.warmup_steps, settings.steps, device, peak)
+    seconds = time_call(step, settings.steps, warmup=settings.warmup_steps, device=device,
+                        memory=peak).mean
     return {"mode": mode.name, "status": "measured", "precision": precision_name(dtype, device),
             "images_per_s": settings.batch_size / seconds, "seconds_per_step": seconds,
-            "peak_memory_mib": memory, "memory_kind": peak.kind}
+            "peak_memory_mib": peak.mib(), "memory_kind": peak.kind}
 
 
 def training_rows(settings: Settings, device: torch.device, cpu_compile: bool) -> list[dict]:
-    batch = synthetic_batch(settings.batch_size, settings.crop_size, device)
+    batch = {key: value.to(device) for key, value in training_batch(
+        settings.crop_size, settings.batch_size, np.random.default_rng(0)).items()}
     rows = []
     for mode in TRAINING_MODES:
         if mode.compile and device.type == "cpu" and not cpu_compile:
@@ -282,52 +191,41 @@ def inference_rows(settings: Settings, device: torch.device) -> list[dict]:
     torch.manual_seed(0)
     model = StackedHourglassRoadNet(**settings.arch).to(device)
     size = settings.tile_size
-    tile = torch.randn(3, size, size, generator=torch.Generator().manual_seed(0))
-    tile_km2 = (size * METRES_PER_PIXEL / 1000) ** 2
+    [tile] = noise_tiles(size, 1, torch.Generator().manual_seed(0))
+    area_km2 = tile_km2(size, size)
     rows = []
     for index, tta in enumerate((False, True)):
         predictor = SlidingWindowPredictor(model, PredictorSettings(
             settings.window, settings.margin, settings.window_batch, tta=tta), device=device)
         peak = PeakMemory(device)
-        seconds, memory = timed(lambda predictor=predictor: predictor(tile),
-                                1 if index == 0 else 0, settings.tiles, device, peak)
-        rows.append({"tta": tta, "tile_size": size, "tile_km2": tile_km2,
+        seconds = time_call(lambda predictor=predictor: predictor(tile), settings.tiles,
+                            warmup=1 if index == 0 else 0, device=device, memory=peak).mean
+        rows.append({"tta": tta, "tile_size": size, "tile_km2": area_km2,
                      "precision": precision_name(predictor.autocast_dtype, device),
                      "seconds_per_tile": seconds, "tiles_per_s": 1 / seconds,
-                     "km2_per_h": 3600 * tile_km2 / seconds,
-                     "peak_memory_mib": memory, "memory_kind": peak.kind})
+                     "km2_per_h": 3600 * area_km2 / seconds,
+                     "peak_memory_mib": peak.mib(), "memory_kind": peak.kind})
     del model
     release_memory(device)
     return rows
 
 
-def median_seconds(call: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def data_rows(settings: Settings, data_dir: Path, workers: list[int]) -> dict[str, Any]:
-    """Labels, loader, mask -> graph and APLS timings (medians; first label run is a warm-up
-    for sknw's numba JIT)."""
-    mask = road_network(settings.label_tile_size, 20, np.random.default_rng(0))
-    connectivity_labels(mask)
-    labels = median_seconds(lambda: connectivity_labels(mask), settings.label_runs)
-    graph = median_seconds(lambda: mask_to_graph(mask), settings.label_runs)
+    """Labels, loader, mask -> graph and APLS timings (medians; an untimed first label run loads
+    the skeleton graph's numba code)."""
+    mask = straight_roads_mask(settings.label_tile_size, 20, np.random.default_rng(0))
+    labels = time_call(lambda: connectivity_labels(mask), settings.label_runs, warmup=1).median
+    graph = time_call(lambda: mask_to_graph(mask), settings.label_runs).median
     rng = np.random.default_rng(0)
-    gt = street_network(rng)
-    proposal = perturbed(gt, rng)
-    apls_seconds = median_seconds(lambda: apls(gt, proposal), settings.apls_runs)
-    loader_args = argparse.Namespace(data_dir=data_dir, split="train", crop_size=settings.crop_size,
-                                     crops_per_tile=settings.loader_crops_per_tile,
-                                     batch_size=settings.batch_size)
+    gt = street_graph(rng)
+    proposal = perturbed_graph(gt, rng)
+    apls_seconds = time_call(lambda: apls(gt, proposal), settings.apls_runs).median
     loader = []
     for count in workers:
         with tempfile.TemporaryDirectory() as cache_dir:
-            passes = loader_passes(loader_args, count, Path(cache_dir))
+            passes = loader_passes(data_dir, "train", settings.crop_size,
+                                   settings.loader_crops_per_tile, settings.batch_size, count,
+                                   Path(cache_dir))
         loader.append({"workers": count, "cold_crops_per_s": passes["cold"],
                        "warm_disk_crops_per_s": passes["warm disk"],
                        "warm_memory_crops_per_s": passes["warm memory"]})
@@ -367,9 +265,8 @@ def report(result: dict[str, Any]) -> str:
     s, m = result["settings"], result["machine"]
     lines = [f"{result['date']}  device {result['device']}  ({'QUICK: ' if result['quick'] else ''}"
              f"network {s['arch'] or 'paper defaults'}, {s['parameters'] / 1e6:.2f} M parameters)",
-             f"machine: {m['cpu_model']}, {m['cpu_cores']} cores, {m['memory_gib']} GiB, "
-             f"GPU {m['gpu'] or 'none'}, torch {m['torch']}; 1-minute load average "
-             f"{result['load_average']['start'][0]:.2f} at start, "
+             machine_line(m),
+             f"1-minute load average {result['load_average']['start'][0]:.2f} at start, "
              f"{result['load_average']['end'][0]:.2f} at end",
              "",
              f"training, batch {s['batch_size']} of {s['crop_size']}x{s['crop_size']} crops, "
@@ -397,7 +294,8 @@ def report(result: dict[str, Any]) -> str:
     lines += ["", "data side, per tile (median)",
               f"  {side}x{side} tile: connectivity labels {d['labels_seconds_per_tile']:.3f} s, "
               f"mask -> graph {d['graph_seconds_per_tile']:.3f} s; "
-              f"APLS {d['apls_seconds_per_tile']:.3f} s (1300x1300 street network)",
+              f"APLS {d['apls_seconds_per_tile']:.3f} s "
+              f"({SPACENET_TILE_PX}x{SPACENET_TILE_PX} street network)",
               f"  loader, {d['loader_crop_size']}px crops, batch {d['loader_batch_size']} "
               "(crops/s)",
               f"  {'workers':>9}{'cold':>10}{'warm disk':>11}{'warm memory':>13}"]
@@ -423,7 +321,7 @@ def run_benchmark(settings: Settings, device: torch.device, data_dir: Path, work
     parameters = StackedHourglassRoadNet(**settings.arch).num_parameters()
     # Other processes on the machine slow every number down (on a small CPU, badly): the load
     # averages before and after say whether a run had the machine to itself.
-    load_before = os.getloadavg()
+    machine = machine_description(device)
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     training = training_rows(settings, device, cpu_compile)
     inference = inference_rows(settings, device)
@@ -432,8 +330,8 @@ def run_benchmark(settings: Settings, device: torch.device, data_dir: Path, work
         "date": started,
         "quick": quick,
         "device": device.type,
-        "machine": machine_description(device),
-        "load_average": {"start": load_before, "end": os.getloadavg()},
+        "machine": machine,
+        "load_average": {"start": machine["load_average"], "end": list(os.getloadavg())},
         "settings": {**asdict(settings), "parameters": parameters, "workers": workers},
         "training": training,
         "inference": inference,

@@ -1,11 +1,14 @@
 """The README's pictures, made from data on disk (nothing here is shipped with the repo).
 
-    python -m benchmarks.figures labels --data ../shared/real/massachusetts --config configs/massachusetts-cpu.json
-    python -m benchmarks.figures graphs --out-dir saved/.../test --data ... --stem STEM
+    python -m tools.figures labels --data ../shared/real/massachusetts \
+        --config configs/massachusetts-cpu.json [--split train] [--count 3] [--out docs/labels.jpg]
+    python -m tools.figures graphs --image TILE --skeleton SKELETON.geojson \
+        --connectivity CONNECTIVITY.geojson [--out docs/graphs.jpg]
 
 `labels`: real crops with their connectivity labels drawn over them (dead ends red, 3-way green,
 4-way blue), picked for having every kind of node. `graphs`: one tile's skeleton graph and
-connectivity graph over the image, with the gaps the connectivity method closed marked.
+connectivity graph over the image, with the gaps the connectivity method closed marked: the
+`graphs/<stem>.geojson` that `test.py` writes with `graph.method` skeleton and connectivity.
 """
 import argparse
 import json
@@ -72,7 +75,7 @@ def graph_picture(image: np.ndarray, graph_path: Path, to_pixel=None) -> np.ndar
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.figures",
+    parser = argparse.ArgumentParser(prog="python -m tools.figures",
                                      description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="figure", required=True)
     labels = commands.add_parser("labels", help="connectivity labels over real crops")
