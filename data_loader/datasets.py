@@ -116,7 +116,7 @@ class RoadDataset(Dataset):
         self.crops_per_tile = crops_per_tile if training else 1
         if self.crops_per_tile < 1:
             raise ConfigError(f"data_loader.args.crops_per_tile: {crops_per_tile} must be >= 1")
-        self.mean, self.std = _channel_stats(mean, "mean"), _channel_stats(std, "std")
+        self.mean, self.std = channel_stats(mean, "mean"), channel_stats(std, "std")
         self.seed = seed
         if metres_per_pixel is not None and not metres_per_pixel > 0:
             raise ConfigError(f"data_loader.args.metres_per_pixel: must be > 0, got {metres_per_pixel}")
@@ -277,7 +277,7 @@ class ImageFolderDataset(Dataset):
                             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.paths:
             raise DataError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
-        self.mean, self.std = _channel_stats(mean, "mean"), _channel_stats(std, "std")
+        self.mean, self.std = channel_stats(mean, "mean"), channel_stats(std, "std")
         self.raster_options = raster_options(bands, nodata_color)
 
     def __len__(self) -> int:
@@ -289,7 +289,7 @@ class ImageFolderDataset(Dataset):
                 "stem": path.stem, "image_path": str(path)}
 
 
-def _channel_stats(values, key: str) -> tuple[float, float, float]:
+def channel_stats(values, key: str) -> tuple[float, float, float]:
     """The (R, G, B) `mean` or `std` of the config: three finite numbers, positive for std."""
     numbers = (isinstance(values, (list, tuple)) and len(values) == 3
                and all(isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -222,9 +222,10 @@ def stretch_to_uint8(image: np.ndarray, valid: np.ndarray | None = None) -> np.n
 class RasterSource:
     """An open raster read as RGB in windows, for tiles and scenes of any size.
 
-    `shape` (H, W), `georeference` (None without CRS), `bands` (the 1-based bands read as R, G, B)
-    and `dtype` come from the header, checked when the source opens. A non-uint8 raster is
-    stretched with limits from the whole raster (`stretch_limits`), the same for every window.
+    `shape` (H, W), `georeference` (None without CRS), `bands` (the 1-based bands read as R, G, B),
+    `count` (the bands in the file) and `dtype` come from the header, checked when the source
+    opens. A non-uint8 raster is stretched with limits from the whole raster (`stretch_limits`),
+    the same for every window.
     Use as a context manager or call `close`.
     """
 
@@ -235,6 +236,7 @@ class RasterSource:
         try:
             self.shape = (self._dataset.height, self._dataset.width)
             self.dtype = np.dtype(self._dataset.dtypes[0])
+            self.count = self._dataset.count
             _check_dtype(self.path, self.dtype)
             self.bands = _select_bands(self.path, self._dataset, options)
             self.georeference = georeference_of(self._dataset, self.path)
@@ -279,20 +281,26 @@ class RasterSource:
         """DataError when the file is truncated (see `_check_complete`), without a full decode."""
         _check_complete(self.path, self._dataset)
 
+    def sample(self, pixels: int) -> tuple[np.ndarray, np.ndarray]:
+        """(h, w, 3) raw values and (h, w) validity of the whole raster, every pixel when it has
+        at most `pixels`, else a decimated (nearest) read of about that many."""
+        height, width = self.shape
+        scale = math.sqrt(pixels / (height * width))
+        out_shape = None if scale >= 1 else (max(1, int(height * scale)),
+                                             max(1, int(width * scale)))
+        return self._read_raw(None, out_shape)
+
     def stretch_limits(self) -> np.ndarray:
         """(3, 2) per-band (low, high) raw values mapped to 0 and 255 (see `stretch_limits`)."""
         if self._limits is None:
-            height, width = self.shape
-            scale = math.sqrt(STRETCH_SAMPLE_PIXELS / (height * width))
-            out_shape = None if scale >= 1 else (max(1, int(height * scale)),
-                                                 max(1, int(width * scale)))
-            raw, valid = self._read_raw(None, out_shape)
-            self._limits = stretch_limits(raw, valid)
+            self._limits = stretch_limits(*self.sample(STRETCH_SAMPLE_PIXELS))
         return self._limits
 
-    def read(self, window: tuple[int, int, int, int] | None = None) -> RasterImage:
+    def read(self, window: tuple[int, int, int, int] | None = None,
+             limits: np.ndarray | None = None) -> RasterImage:
         """The RGB image and validity of `window` = (row, col, height, width), clipped to the
-        raster (None: all of it); its georeference is the window's own."""
+        raster (None: all of it); its georeference is the window's own. `limits` (3, 2): stretch
+        limits to use instead of the raster's own (a mosaic's, shared by all its tiles)."""
         if window is None:
             row, col, height, width = 0, 0, *self.shape
         else:
@@ -307,7 +315,7 @@ class RasterSource:
         if self.dtype == np.uint8:
             image = np.ascontiguousarray(raw)
         else:
-            image = apply_stretch(raw, self.stretch_limits(), valid)
+            image = apply_stretch(raw, self.stretch_limits() if limits is None else limits, valid)
         georeference = self.georeference
         if georeference is not None and window is not None:
             georeference = Georeference(georeference.crs, georeference.transform

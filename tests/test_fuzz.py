@@ -22,7 +22,7 @@ import rasterio
 import torch
 from rasterio.enums import ColorInterp
 
-from data_loader.datasets import _channel_stats
+from data_loader.datasets import channel_stats
 from data_loader.label_cache import LabelCache
 from data_loader.tiles import Tile, check_tile, read_image, read_mask
 from evaluation.graph_metrics.apls_spacenet import read_lonlat_lines
@@ -351,7 +351,7 @@ def test_found_config_bugs_give_one_line_naming_the_file(tmp_path, data):
                                   [True, 0.3, 0.3]])
 def test_channel_stats_that_are_not_three_numbers_name_the_key(mean):
     with pytest.raises(ConfigError, match=r"^data_loader\.args\.mean: expected 3 numbers"):
-        _channel_stats(mean, "mean")
+        channel_stats(mean, "mean")
 
 
 def test_a_huge_declared_size_is_refused_before_allocating(tmp_path):
