@@ -44,6 +44,11 @@ DEFAULT_ROAD_WIDTH_M = ROAD_WIDTH_M[5]
 """Width for a missing or unreadable `road_type`: residential, SpaceNet's commonest class."""
 
 
+CRS84_MEMBER = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
+"""The `crs` member of the GeoJSON files the repo writes: RFC 7946 lon/lat, said explicitly for
+readers that assume another CRS without it."""
+
+
 @dataclass
 class RoadLine:
     """One road polyline: (N, 2) float positions and its GeoJSON properties.
@@ -175,7 +180,7 @@ def write_road_lines(path: Path, lines: list[np.ndarray],
                               "coordinates": np.asarray(line, dtype=np.float64).tolist()}}
                 for line, props in zip(lines, properties, strict=False)]
     collection = {"type": "FeatureCollection",
-                  "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+                  "crs": CRS84_MEMBER,
                   "features": features}
     with open(path, "w", encoding="utf-8") as file:
         json.dump(collection, file)
