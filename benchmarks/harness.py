@@ -8,8 +8,8 @@ On a CUDA device the clock is read after the device has finished.
 Peak memory (`PeakMemory`): on a GPU the allocator's peak (`torch.cuda.max_memory_allocated`); on
 the CPU the process's peak resident set (VmHWM of /proc/self/status), which writing "5" to
 /proc/self/clear_refs resets, or, where that is refused, the peak since the process started
-(ru_maxrss). A command run as a child process is measured by the children's ru_maxrss
-(`child_peak_rss_mib`). The memory columns of RESULTS.md were measured this way: `benchmark`'s
+(ru_maxrss). A command run as a child process is measured by the children's ru_maxrss of a
+parent of its own (`measured_command`). The memory columns of RESULTS.md were measured this way: `benchmark`'s
 rows with VmHWM (Linux, reset after the warm-up), `bench_scene`'s scenes with the child's
 ru_maxrss.
 
@@ -22,6 +22,8 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -145,10 +147,23 @@ class PeakMemory:
         return int(peak_kib.split()[0]) / 1024
 
 
-def child_peak_rss_mib() -> float:
-    """The largest peak resident set of this process's finished children (ru_maxrss, KiB on
-    Linux): a child's own peak when it is the largest child so far."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+_MEASURED = ("import resource, subprocess, sys, time; start = time.perf_counter(); "
+             "code = subprocess.call(sys.argv[1:]); "
+             "print('measured', time.perf_counter() - start, "
+             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+             "sys.exit(code)")
+
+
+def measured_command(args: list[str], cwd: Path) -> tuple[float, float, str]:
+    """(seconds, peak resident memory in GiB, stderr) of `python <args>`, run in a fresh
+    parent of its own, so that its peak is not that of an earlier, larger child. A failed command
+    raises RuntimeError with the end of its stderr."""
+    result = subprocess.run([sys.executable, "-c", _MEASURED, sys.executable, *args], cwd=cwd,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:4])} ...: {result.stderr[-2000:]}")
+    _, seconds, peak_kib = result.stderr.strip().splitlines()[-1].split()
+    return float(seconds), int(peak_kib) / 2**20, result.stderr
 
 
 def machine_description(device: torch.device | None = None) -> dict[str, Any]:

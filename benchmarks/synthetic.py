@@ -201,3 +201,46 @@ def write_mirrored_mosaic(tile: np.ndarray, size: int, path: Path) -> None:
             strip = np.concatenate([flipped[(row // height) % 2, (col // width) % 2][:rows]
                                     for col in range(0, size, width)], axis=1)[:, :size]
             scene.write(strip.transpose(2, 0, 1), window=((row, row + rows), (0, size)))
+
+
+def write_road_probability_scene(size: int, seed: int, path: Path, window: int = 2048) -> None:
+    """Write a size x size uint8 road probability GeoTIFF (p x 255; UTM, SpaceNet's 0.3 m pixels,
+    tiled, deflate) the way a poorly trained network predicts a city: a street lattice (an
+    irregular grid, 16-20 px wide roads every 130-190 px, with arterials along the diagonals),
+    broken by occlusions, among blobs of false positives; window by window, so that the writer
+    never holds the scene. Roads are drawn from scene coordinates, so they run on across
+    windows; blobs and occlusions are seeded per window."""
+    rng = np.random.default_rng(seed)
+    rows = np.cumsum(rng.integers(130, 190, size // 130 + 2))
+    cols = np.cumsum(rng.integers(130, 190, size // 130 + 2))
+    step = 8 * 160
+    diagonals = range(-size, size, step)
+    profile = dict(driver="GTiff", width=size, height=size, count=1, dtype="uint8", tiled=True,
+                   blockxsize=512, blockysize=512, compress="deflate", crs="EPSG:32611",
+                   transform=Affine(SPACENET_METRES_PER_PIXEL, 0.0, 600_000.0, 0.0,
+                                    -SPACENET_METRES_PER_PIXEL, 4_000_000.0),
+                   BIGTIFF="IF_SAFER")
+    with rasterio.open(path, "w", **profile) as scene:
+        for top in range(0, size, window):
+            for left in range(0, size, window):
+                height, width = min(window, size - top), min(window, size - left)
+                local = np.random.default_rng([seed, top, left])
+                picture = np.full((height, width), 12, np.uint8)
+                for y in rows[(rows > top - 40) & (rows < top + height + 40)]:
+                    cv2.line(picture, (-10, int(y - top)), (width + 10, int(y - top + 6)), 225, 18)
+                for x in cols[(cols > left - 40) & (cols < left + width + 40)]:
+                    cv2.line(picture, (int(x - left), -10), (int(x - left - 5), height + 10),
+                             225, 16)
+                for offset in diagonals:
+                    start = (offset - left, -top)
+                    cv2.line(picture, start, (start[0] + size, start[1] + size), 235, 22)
+                for _ in range(height * width // 60_000):  # occlusions: trees, shadows
+                    x, y = local.integers(0, width), local.integers(0, height)
+                    cv2.circle(picture, (int(x), int(y)), int(local.integers(8, 25)), 40, -1)
+                for _ in range(height * width // 25_000):  # false positives
+                    centre = (int(local.integers(0, width)), int(local.integers(0, height)))
+                    axes = (int(local.integers(5, 40)), int(local.integers(4, 12)))
+                    cv2.ellipse(picture, centre, axes, float(local.integers(0, 180)), 0, 360,
+                                170, -1)
+                picture = cv2.GaussianBlur(picture, (0, 0), 1.5)
+                scene.write(picture, 1, window=((top, top + height), (left, left + width)))

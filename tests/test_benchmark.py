@@ -10,6 +10,7 @@ import torch
 
 from benchmarks import (
     bench_apls,
+    bench_city,
     bench_graph,
     bench_labels,
     bench_loader,
@@ -258,9 +259,16 @@ def test_every_script_runs_at_its_smallest_size(tiny_dataset, tmp_path, capsys):
     torch.save({"state_dict": StackedHourglassRoadNet(**config["arch"]["args"]).state_dict(),
                 "config": config}, checkpoint)
     tile = next((tiny_dataset / "test" / "images").glob("*.tif"))
-    [scene] = output(bench_scene, "-r", str(checkpoint), "--tile", str(tile), "--sizes", "96")
-    row = json.loads(scene)
-    assert row["size"] == 96 and row["seconds"] > 0 and row["peak_rss_gib"] > 0
+    for command in ("test", "map"):
+        [scene] = output(bench_scene, "-r", str(checkpoint), "--tile", str(tile), "--sizes", "96",
+                         "--command", command)
+        row = json.loads(scene)
+        assert row["size"] == 96 and row["seconds"] > 0 and row["peak_rss_gib"] > 0
+    graph, *stitched = output(bench_city, "--sizes", "600", "--block", "256", "--seams", "600",
+                              "--seam-blocks", "256")
+    assert json.loads(graph)["edges"] > 10 and json.loads(graph)["peak_rss_gib"] > 0
+    seam = json.loads(stitched[0])
+    assert seam["junctions_and_ends_differing"] == 0 and seam["apls"] >= 0.99
 
 
 @pytest.mark.slow
