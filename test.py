@@ -20,7 +20,7 @@ from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
 from evaluation.presets import PRESETS
 from evaluation.writer import PredictionWriter, write_tables
 from utils.checkpoint import load_checkpoint, load_model_state
-from utils.config import ConfigParser
+from utils.config import ConfigParser, write_json
 from utils.distributed import init_distributed, shutdown_distributed
 from utils.errors import ConfigError, run_cli
 from utils.settings import as_dict
@@ -66,7 +66,7 @@ def main(args: list[str] | None = None) -> None:
         writer.write_submission()
         if context.is_main:
             described = {"checkpoint": str(config.resume), "preset": options.preset,
-                         "threshold": settings.threshold,
+                         "threshold": predictor_settings.threshold,
                          **{key: getattr(predictor_settings, key)
                             for key in ("tta", "window", "margin")},
                          "inference_precision": predictor_settings.precision,
@@ -78,6 +78,7 @@ def main(args: list[str] | None = None) -> None:
                          "graph": as_dict(settings.graph)}
             source = {"images": options.images} if options.images else {"split": options.split}
             write_tables(out, {**summary, **described, **source}, rows)
+            write_json(config.resolved(), out / "resolved.json")
             if not options.images:
                 print_table(summary)
             logger.info("outputs written to %s", out)
@@ -87,9 +88,9 @@ def main(args: list[str] | None = None) -> None:
 
 def image_folder(folder: Path, config: ConfigParser) -> BaseDataLoader:
     """The images of a folder without truth, normalised as the config's training data."""
-    args = config["data_loader"]["args"]
+    args = config.arguments("data_loader", module_data)
     dataset = ImageFolderDataset(folder, mean=args["mean"], std=args["std"],
-                                 bands=args.get("bands"), nodata_color=args.get("nodata_color"))
+                                 bands=args["bands"], nodata_color=args["nodata_color"])
     return BaseDataLoader(dataset, batch_size=1, shuffle=False, num_workers=args["num_workers"],
                           training=False)
 

@@ -32,24 +32,26 @@ class TrainingInterrupted(Exception):
 @dataclass(frozen=True)
 class TrainerSettings:
     """The `trainer` section of the config: the loop, checkpoints, logging and the joint trainer's
-    options (mixed precision, memory format, compilation, gradient clipping)."""
+    options (mixed precision, memory format, compilation, gradient clipping). `epochs` and `type`
+    have no default: a config states the length of its run (and the schedule's `T_max` with it)
+    and, as for every section that builds a class, the trainer class (`trainer/`)."""
 
     epochs: int
-    seed: int
-    type: str = "JointTrainer"
+    type: str
+    seed: int = 0
     deterministic: bool = False
     save_dir: str = "saved"
-    save_period: int = 1
-    valid_split: str | None = None
+    save_period: int = 4
+    valid_split: str | None = "val"
     val_period: int = 1
     val_graphs: bool = False
-    monitor: str = "off"
-    early_stop: int | None = None
+    monitor: str = "max val/road_iou"
+    early_stop: int | None = 10
     tensorboard: bool = True
     log_step: int = 10
-    image_period: int = 5
+    image_period: int = 2
     amp: bool = True
-    channels_last: bool = False
+    channels_last: bool = True
     compile: bool = False
     sync_bn: bool = False
     clip_grad_norm: float | None = None
@@ -82,6 +84,7 @@ class BaseTrainer(ABC):
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.settings = config.settings(TrainerSettings, "trainer")
+        config.place_run(self.settings.save_dir)
         self.epochs = self.settings.epochs
         self.early_stop = math.inf if self.settings.early_stop is None else self.settings.early_stop
         self.monitor_mode, self.monitor_key = parse_monitor(self.settings.monitor)

@@ -21,7 +21,6 @@ from evaluation.metrics import RoadMetrics
 from evaluation.postprocess import Prediction, predicted_graph, truth_lines
 from evaluation.predictor import (
     ImageSource,
-    PredictorSettings,
     SlidingWindowPredictor,
     TensorSource,
     WindowLogits,
@@ -62,13 +61,11 @@ class MetricSettings:
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """Everything the pipeline needs besides the predictor.
+    """Everything the pipeline needs besides the predictor (whose settings hold the threshold).
 
-    threshold: road probability above which a pixel is road (the only threshold);
     graphs: build road graphs and score APLS (validation may skip them: they cost time).
     """
 
-    threshold: float = 0.5
     graphs: bool = True
     metrics: MetricSettings = MetricSettings()
     graph: GraphSettings = GraphSettings()
@@ -130,7 +127,7 @@ class Evaluator:
         loss = TileLoss(item["mask"], item["conn"]) if "mask" in item else None
         for window in self.predictor.windows(source):
             prediction.paste(window.region, window.segmentation, window.connectivity,
-                             self.settings.threshold)
+                             self.predictor.settings.threshold)
             if loss is not None:
                 loss.add(window)
         if hasattr(source, "close"):
@@ -242,9 +239,8 @@ def evaluate(predictor: SlidingWindowPredictor, items: Iterable[dict],
 
 
 def evaluation_settings(config: ConfigParser, graphs: bool = True) -> EvaluationSettings:
-    """The pipeline's settings from a config: `predictor.threshold`, `metrics` and `graph`."""
-    return EvaluationSettings(threshold=config.settings(PredictorSettings, "predictor").threshold,
-                              graphs=graphs, metrics=config.settings(MetricSettings, "metrics"),
+    """The pipeline's settings from a config: its `metrics` and `graph` sections."""
+    return EvaluationSettings(graphs=graphs, metrics=config.settings(MetricSettings, "metrics"),
                               graph=config.settings(GraphSettings, "graph"))
 
 

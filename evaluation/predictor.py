@@ -1,4 +1,4 @@
-"""Sliding-window prediction on whole tiles (SPEC section 5), shared by validation and test.py.
+"""Sliding-window prediction on whole tiles, shared by validation and test.py.
 
 A tile is cut into overlapping square windows (stride = window - 2 * margin, the last window of each
 row and column shifted inward so that it ends at the border). Every output pixel is taken from the
@@ -24,6 +24,8 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import torch
 from torch import nn
+
+from utils.settings import check
 
 
 class D4Transform(NamedTuple):
@@ -161,7 +163,7 @@ def fast_dtype_for(device: torch.device) -> torch.dtype | None:
 
 @dataclass(frozen=True)
 class PredictorSettings:
-    """How whole tiles are predicted.
+    """How whole tiles are predicted, and the one threshold that makes their masks.
 
     window: side of the square windows (pixels); margin: pixels discarded next to inner window
     edges; batch_size: windows (each TTA transform counting as one) per forward pass; tta: average
@@ -170,8 +172,8 @@ class PredictorSettings:
     compile: run the network through torch.compile, compiled on the first tile and reused for the
     others (pays off over many tiles only: compiling takes minutes on a few CPU cores);
     threshold: the road probability above which a pixel is road, the one threshold of every mask
-    the evaluation pipeline scores, writes and turns into graphs (0.5: the argmax of the two
-    segmentation logits, SPEC 5).
+    that the evaluation pipeline scores, writes and turns into graphs (it reads it from its
+    predictor's settings); 0.5 is the argmax of the two segmentation logits.
     """
     window: int = 512
     margin: int = 72
@@ -184,23 +186,19 @@ class PredictorSettings:
     def __post_init__(self) -> None:
         for name in ("window", "margin", "batch_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"{name}: expected an integer, got {value!r}")
+            check(isinstance(value, int) and not isinstance(value, bool), name,
+                  f"expected an integer, got {value!r}")
         for name in ("tta", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}: expected true or false, got {getattr(self, name)!r}")
-        if self.margin < 0:
-            raise ValueError(f"margin: must be >= 0, got {self.margin}")
-        if self.window <= 2 * self.margin:
-            raise ValueError(f"window: must exceed 2 * margin = {2 * self.margin}, "
-                             f"got {self.window}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision: must be one of {', '.join(PRECISIONS)}, "
-                             f"got {self.precision!r}")
-        if not 0.0 <= self.threshold < 1.0:
-            raise ValueError(f"threshold: must lie in [0, 1), got {self.threshold}")
+            value = getattr(self, name)
+            check(isinstance(value, bool), name, f"expected true or false, got {value!r}")
+        check(self.margin >= 0, "margin", f"must be >= 0, got {self.margin}")
+        check(self.window > 2 * self.margin, "window",
+              f"must exceed 2 * margin = {2 * self.margin}, got {self.window}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.precision in PRECISIONS, "precision",
+              f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check(0.0 <= self.threshold < 1.0, "threshold",
+              f"must lie in [0, 1), got {self.threshold}")
 
 
 class SlidingWindowPredictor:

@@ -13,15 +13,18 @@ published pipeline does, so a reported number says which pipeline made it ("APLS
 """
 from typing import Any
 
+MODE_DISTANCES: dict[str, Any] = {"delta": None, "snap": None, "min_path": None}
+"""The APLS distances left to the preset's mode (`AplsSettings` fills null from it). A preset names
+a whole pipeline, so it sets them back even where a config pins distances for its own mode (the
+configs saved in checkpoints of earlier runs pin those of `ours`, 20 / 10 / 3 px)."""
+
 PRESETS: dict[str, dict[str, Any]] = {
     "ours": {},
     "authors": {
         "predictor": {"threshold": 0.9},
         "graph": {"min_object_area": 300, "hole_area": 300, "border_pad": 15,
                   "spur_length": 20.0, "simplify_epsilon": 2.0, "junction_merge_factor": 0.0},
-        "metrics": {"apls": {"mode": "authors", "delta": None, "snap": None, "min_path": None}},
+        "metrics": {"apls": {"mode": "authors", **MODE_DISTANCES}},
     },
-    "spacenet": {
-        "metrics": {"apls": {"mode": "spacenet", "delta": None, "snap": None, "min_path": None}},
-    },
+    "spacenet": {"metrics": {"apls": {"mode": "spacenet", **MODE_DISTANCES}}},
 }

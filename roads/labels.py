@@ -108,8 +108,8 @@ class LabelSettings:
     values of earlier versions, where these lived here; given, they win for the labels.
     """
 
-    border_margin_m: float = 4.0 * REFERENCE_METRES_PER_PIXEL
-    disk_margin_m: float = 3.0 * REFERENCE_METRES_PER_PIXEL
+    border_margin_m: float = 1.2
+    disk_margin_m: float = 0.9
     min_quarter_radius: float = 1.0
     border_margin: float | None = None
     disk_margin: float | None = None

@@ -29,7 +29,7 @@ def tiny_config(data_dir: Path, save_dir: Path, **trainer) -> dict:
     config["data_loader"]["args"].update(data_dir=str(data_dir), batch_size=2, crop_size=64,
                                          crops_per_tile=2, num_workers=0)
     config["lr_scheduler"]["args"]["T_max"] = 2
-    config["predictor"].update(window=64, margin=8, batch_size=4)
+    config["predictor"] = {"window": 64, "margin": 8, "batch_size": 4}
     config["trainer"].update({"epochs": 2, "save_dir": str(save_dir), "save_period": 1,
                               "image_period": 1, "log_step": 1, "deterministic": True, **trainer})
     return config

@@ -1,17 +1,23 @@
-"""ConfigParser: overrides, --set, factories and their one-line errors."""
+"""ConfigParser: overrides, --set, factories and their one-line errors; the shipped configs."""
 import argparse
+import dataclasses
+import inspect
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+import data_loader.data_loaders as module_data
 import model.loss as module_loss
 import model.network as module_arch
 from base.base_trainer import TrainerSettings
+from evaluation.pipeline import MetricSettings, evaluation_settings
 from evaluation.predictor import PredictorSettings
+from evaluation.presets import PRESETS
 from roads.extraction import GraphSettings
-from utils.config import ConfigParser, Override
+from roads.labels import LabelSettings
+from utils.config import ConfigParser, Override, read_json
 from utils.errors import ConfigError
 from utils.settings import from_config
 
@@ -45,20 +51,50 @@ def test_set_parses_json_values_and_strings():
     assert config["trainer"]["clip_grad_norm"] == 2.5
 
 
-def test_set_int_into_float_key_becomes_float():
-    assert parse("--set", "optimizer.args.lr=1")["optimizer"]["args"]["lr"] == 1.0
+def test_set_int_into_float_argument_becomes_float():
+    config = parse("--set", "optimizer.args.lr=1")
+    optimizer = config.init_obj("optimizer", torch.optim, [torch.zeros(1, requires_grad=True)])
+    assert type(optimizer.param_groups[0]["lr"]) is float
+
+
+def test_set_reaches_keys_that_the_file_leaves_to_their_defaults():
+    config = parse("--set", "predictor.window=256", "--set", "optimizer.args.weight_decay=0.01",
+                   "--set", "optimizer.args.betas=[0.8, 0.9]", "--set", "loss.args.conn_weight=2",
+                   "--set", "graph.connectivity.max_gap_m=20")
+    assert "predictor" not in json.loads((REPO / "config.json").read_text())
+    assert config.settings(PredictorSettings, "predictor").window == 256
+    assert config.settings(GraphSettings, "graph").connectivity.max_gap_m == 20.0
+    optimizer = config.init_obj("optimizer", torch.optim, [torch.zeros(1, requires_grad=True)])
+    assert optimizer.param_groups[0]["weight_decay"] == 0.01
+    assert optimizer.param_groups[0]["betas"] == (0.8, 0.9)
+    assert config.init_obj("loss", module_loss).conn_weight == 2.0
 
 
 def test_unknown_set_key_names_it_and_suggests():
-    with pytest.raises(ConfigError, match=r"unknown config key 'trainer.epoch'.*epochs"):
-        parse("--set", "trainer.epoch=3")
-    with pytest.raises(ConfigError, match="unknown config key 'nonsense'"):
+    config = parse("--set", "trainer.epoch=3", "--set", "optimizer.args.weight_decy=0.1")
+    with pytest.raises(ConfigError, match=r"unknown config key 'trainer.epoch'; did you mean epochs"):
+        config.settings(TrainerSettings, "trainer")
+    with pytest.raises(ConfigError, match=r"'optimizer.args.weight_decy'; did you mean weight_decay"):
+        config.init_obj("optimizer", torch.optim, [torch.zeros(1, requires_grad=True)])
+    with pytest.raises(ConfigError, match="unknown config key 'nonsense'; known: name, arch"):
         parse("--set", "nonsense.key=3")
+    with pytest.raises(ConfigError, match="unknown config key 'metrcs'; did you mean metrics"):
+        parse("--set", "metrcs.rho=2")
+    with pytest.raises(ConfigError, match="'name' holds 'toy-spacenet', not an object"):
+        parse("--set", "name.first=x")
 
 
 def test_wrong_value_type_names_the_key():
-    with pytest.raises(ConfigError, match="'trainer.epochs' expects int"):
-        parse("--set", "trainer.epochs=many")
+    config = parse("--set", "trainer.epochs=many", "--set", "optimizer.args.lr=fast",
+                   "--set", "lr_scheduler.args={}")
+    with pytest.raises(ConfigError, match="'trainer.epochs' expects an integer, got 'many'"):
+        config.settings(TrainerSettings, "trainer")
+    parameters = [torch.zeros(1, requires_grad=True)]
+    with pytest.raises(ConfigError, match="'optimizer.args.lr' expects a number or Tensor, got 'fast'"):
+        config.init_obj("optimizer", torch.optim, parameters)
+    optimizer = torch.optim.Adam(parameters)
+    with pytest.raises(ConfigError, match="'lr_scheduler.args.T_max' is missing"):
+        config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer)
 
 
 def test_set_without_equals_is_an_error():
@@ -77,7 +113,11 @@ def test_init_obj_builds_configured_class():
 
 def test_unknown_type_lists_available_names(tmp_path):
     config = parse("--set", "arch.type=UNet")
-    with pytest.raises(ConfigError, match=r"'arch.type': unknown type 'UNet'.*StackedHourglassRoadNet"):
+    with pytest.raises(ConfigError, match=r"unknown type 'UNet' in model.network \(config key "
+                                          r"'arch.type'\); known: .*StackedHourglassRoadNet"):
+        config.init_obj("arch", module_arch)
+    config = parse("--set", "arch.type=StackedHourglassRoadNt")
+    with pytest.raises(ConfigError, match=r"did you mean StackedHourglassRoadNet\?"):
         config.init_obj("arch", module_arch)
 
 
@@ -97,7 +137,7 @@ def test_missing_key_is_named(tmp_path):
         config.init_obj("loss", module_loss)
     del content["trainer"]
     path.write_text(json.dumps(content))
-    with pytest.raises(ConfigError, match="no 'trainer' section"):
+    with pytest.raises(ConfigError, match="config key 'trainer' is missing"):
         parse(config=path)
 
 
@@ -116,27 +156,39 @@ def test_missing_and_invalid_config_files(tmp_path):
         parse(config=bad)
 
 
-def test_run_folders_follow_save_dir(tmp_path):
-    config = parse("--set", f"trainer.save_dir={tmp_path}")
+def test_run_folders_follow_save_dir_and_record_every_value_read(tmp_path):
+    config = parse("--set", f"trainer.save_dir={tmp_path}", "--set", "predictor.tta=true")
+    settings = config.settings(TrainerSettings, "trainer")
+    config.settings(PredictorSettings, "predictor")
+    config.init_obj("optimizer", torch.optim, [torch.zeros(1, requires_grad=True)])
+    config.place_run(settings.save_dir)
     config.prepare_run_dirs()
     assert config.save_dir == tmp_path / "models" / "toy-spacenet" / config.run_id
     assert config.log_dir == tmp_path / "log" / "toy-spacenet" / config.run_id
     saved = json.loads((config.save_dir / "config.json").read_text())
     assert saved["trainer"]["save_dir"] == str(tmp_path)
+    assert "channels_last" not in saved["trainer"] and "predictor" in saved
+    resolved = json.loads((config.save_dir / "resolved.json").read_text())
+    assert resolved["trainer"] == dataclasses.asdict(settings)
+    assert resolved["trainer"]["channels_last"] is True
+    assert resolved["predictor"] == {"window": 512, "margin": 72, "batch_size": 4, "tta": True,
+                                     "precision": "auto", "compile": False, "threshold": 0.5}
+    assert resolved["optimizer"]["type"] == "Adam"
+    assert resolved["optimizer"]["args"]["lr"] == 0.001
+    assert resolved["optimizer"]["args"]["betas"] == [0.9, 0.999]
     assert (config.log_dir / "info.log").exists()
 
 
 def test_settings_refuse_unknown_and_mistyped_keys_naming_them():
     config = parse()
     assert config.settings(PredictorSettings, "predictor").window == 512
-    config["predictor"]["windw"] = 256
+    config = parse("--set", "predictor.windw=256")
     with pytest.raises(ConfigError, match="unknown config key 'predictor.windw'; did you mean window"):
         config.settings(PredictorSettings, "predictor")
-    del config["predictor"]["windw"]
-    config["predictor"]["margin"] = "wide"
+    config = parse("--set", "predictor.margin=wide")
     with pytest.raises(ConfigError, match="'predictor.margin' expects an integer, got 'wide'"):
         config.settings(PredictorSettings, "predictor")
-    config["predictor"]["margin"] = 300
+    config = parse("--set", "predictor.margin=300")
     with pytest.raises(ConfigError, match="'predictor.window': must exceed 2 \\* margin"):
         config.settings(PredictorSettings, "predictor")
 
@@ -144,10 +196,11 @@ def test_settings_refuse_unknown_and_mistyped_keys_naming_them():
 def test_settings_take_defaults_and_require_what_has_none():
     assert from_config(GraphSettings, {}, "graph") == GraphSettings()
     assert from_config(GraphSettings, {"spur_length": 12}, "graph").spur_length == 12.0
-    with pytest.raises(ConfigError, match="'trainer.seed' is missing"):
-        from_config(TrainerSettings, {"epochs": 1}, "trainer")
+    with pytest.raises(ConfigError, match="'trainer.epochs' is missing"):
+        from_config(TrainerSettings, {}, "trainer")
     with pytest.raises(ConfigError, match="'trainer.early_stop' expects an integer or null"):
-        from_config(TrainerSettings, {"epochs": 1, "seed": 0, "early_stop": "soon"}, "trainer")
+        from_config(TrainerSettings, {"epochs": 1, "type": "JointTrainer", "early_stop": "soon"},
+                    "trainer")
     with pytest.raises(ConfigError, match="'graph.method' expects 'skeleton' \\| 'connectivity', got 'magic'"):
         from_config(GraphSettings, {"method": "magic"}, "graph")
 
@@ -166,7 +219,7 @@ def test_config_inherits_from_its_base(tmp_path):
     assert derived["arch"]["args"] == {**base["arch"]["args"], "num_blocks": 3, "num_feats": 128}
     assert derived["data_loader"]["args"]["batch_size"] == 16
     assert derived["data_loader"]["args"]["mean"] == base["data_loader"]["args"]["mean"]
-    assert derived["graph"] == base["graph"] and "_base_" not in derived.config
+    assert derived["optimizer"] == base["optimizer"] and "_base_" not in derived.config
     loop = tmp_path / "a.json"
     loop.write_text(json.dumps({"_base_": "a.json", "name": "x"}))
     with pytest.raises(ConfigError, match="comes back to it"):
@@ -185,3 +238,67 @@ def test_keys_of_earlier_versions_are_read_with_a_warning(tmp_path, caplog):
     path.write_text(json.dumps(content))
     with pytest.raises(ConfigError, match="'arch.args.conn_classes' must be 5"):
         parse(config=path)
+
+
+@pytest.mark.parametrize("mode, distances", [
+    ("ours", {"delta": 20.0, "snap": 10.0, "min_path": 3.0, "units": "pixels"}),
+    ("spacenet", {"delta": 50.0, "snap": 4.0, "min_path": 0.001, "units": "metres"}),
+])
+def test_apls_mode_set_on_the_command_line_takes_its_own_distances(mode, distances):
+    for config in (parse("--set", f"metrics.apls.mode={mode}"),
+                   parse("--set", f"metrics.apls.mode={mode}",
+                         config=REPO / "configs" / "massachusetts-cpu.json")):
+        apls = evaluation_settings(config).metrics.apls
+        assert apls.mode == mode
+        assert {key: apls.resolved()[key] for key in distances} == distances
+    config = parse()
+    config.update(PRESETS["spacenet"])
+    assert config.settings(MetricSettings, "metrics").apls.resolved()["delta"] == 50.0
+# Values a config states even where they equal a default: the recipe's headline hyper-parameters
+# and the dataset's normalisation statistics, which a newcomer reads there and changes first.
+HEADLINE_KEYS = {"optimizer.args.lr", "data_loader.args.batch_size", "data_loader.args.crop_size",
+                 "data_loader.args.mean", "data_loader.args.std"}
+MODULES = {"arch": module_arch, "data_loader": module_data, "loss": module_loss,
+           "optimizer": torch.optim, "lr_scheduler": torch.optim.lr_scheduler}
+
+
+def leaves(tree: dict, prefix: str = "") -> dict[str, object]:
+    """dotted key -> value of every leaf of a nested config."""
+    found = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            found.update(leaves(value, f"{prefix}{key}."))
+        else:
+            found[f"{prefix}{key}"] = value
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in found.items()}
+
+
+def defaults(config: dict) -> dict[str, object]:
+    """dotted key -> code default of every key with a default that `config` could state."""
+    settings = {"trainer": TrainerSettings(epochs=1, type="JointTrainer"),
+                "predictor": PredictorSettings(), "graph": GraphSettings(),
+                "metrics": MetricSettings(), "data_loader.args.labels": LabelSettings()}
+    found = {}
+    for section, value in settings.items():
+        found.update(leaves(dataclasses.asdict(value), f"{section}."))
+    del found["trainer.epochs"], found["trainer.type"]
+    for section, module in MODULES.items():
+        parameters = inspect.signature(getattr(module, config[section]["type"])).parameters
+        for name, parameter in parameters.items():
+            if parameter.default is not parameter.empty:
+                found[f"{section}.args.{name}"] = parameter.default
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in found.items()}
+def test_shipped_configs_state_choices_not_defaults():
+    base = json.loads((REPO / "config.json").read_text())
+    code = defaults(base)
+    restated = {key for key, value in leaves(base).items()
+                if key in code and value == code[key] and key not in HEADLINE_KEYS}
+    assert not restated, f"config.json restates code defaults: {sorted(restated)}"
+    for path in sorted((REPO / "configs").glob("*.json")):
+        own = json.loads(path.read_text())
+        inherited = leaves(read_json(path.parent / own.pop("_base_")))
+        repeated = {key for key, value in leaves(own).items()
+                    if key in inherited and value == inherited[key] and key not in HEADLINE_KEYS}
+        assert not repeated, f"{path.name} repeats its base: {sorted(repeated)}"

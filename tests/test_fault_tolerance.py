@@ -91,8 +91,8 @@ def test_hard_kills_never_leave_a_valid_but_wrong_file_and_the_run_resumes(tmp_p
     expected_disks = {}
     for split in ("train", "val"):
         # The tile's label parameters as the loader makes them (ground units in its pixels).
-        dataset = RoadDataset(args["data_dir"], split, training=False, labels=args["labels"],
-                              graph=config["graph"], label_cache_dir=tmp_path / "unused")
+        dataset = RoadDataset(args["data_dir"], split, training=False, labels=args.get("labels"),
+                              graph=config.get("graph"), label_cache_dir=tmp_path / "unused")
         for tile in dataset.tiles:
             cache = LabelCache(dataset.label_cache(tile).params, None)
             expected_disks[cache._key(tile.mask_path, None)] = node_disks(

@@ -19,8 +19,18 @@ def test_training_writes_checkpoints_config_and_tensorboard(config_file, tmp_pat
     result = run_command("train.py", "-c", str(config_file))
     assert result.returncode == 0, result.stderr
     models = run_folder(tmp_path / "saved")
-    assert {"checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "model_best.pth", "config.json"} <= {
-        p.name for p in models.iterdir()}
+    assert {"checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "model_best.pth", "config.json",
+            "resolved.json"} <= {p.name for p in models.iterdir()}
+    # Every value the run read, those the config leaves to the code's defaults included.
+    resolved = json.loads((models / "resolved.json").read_text())
+    assert resolved["trainer"]["epochs"] == 2 and resolved["trainer"]["early_stop"] == 10
+    assert resolved["arch"] == {"type": "StackedHourglassRoadNet", "args": {
+        "num_stacks": 2, "depth": 3, "num_blocks": 1, "num_feats": 16, "block": "ga"}}
+    assert resolved["loss"]["args"]["conn_weight"] == 1.0
+    assert resolved["data_loader"]["args"]["crop_size"] == 64
+    assert resolved["predictor"]["threshold"] == 0.5
+    assert resolved["metrics"]["apls"]["mode"] == "ours" and resolved["metrics"]["rho"] == 3
+    assert resolved["graph"]["connectivity"]["max_gap_m"] == 30.0
     state = torch.load(models / "checkpoint-epoch2.pth", weights_only=True)
     assert state["epoch"] == 2 and state["arch"] == "StackedHourglassRoadNet"
     assert state["config"]["trainer"]["epochs"] == 2
@@ -131,4 +141,7 @@ def test_test_py_builds_graphs_with_the_connectivity_method(config_file, tmp_pat
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["graph"]["method"] == "connectivity" and 0.0 <= metrics["apls"] <= 1.0
+    resolved = json.loads((out / "resolved.json").read_text())
+    assert resolved["graph"]["method"] == "connectivity"
+    assert resolved["predictor"]["window"] == 64 and resolved["metrics"]["topo"]["interval"] == 30.0
     assert json.loads((out / "graphs" / "AOI_2_Vegas_img4.geojson").read_text())["features"] is not None

@@ -2,11 +2,13 @@
 
 Follows pytorch-template's semantics: `-c config.json`, `-r checkpoint` (the config then comes from
 the checkpoint unless `-c` is also given), `-d` device ids, named overrides such as `--lr`, and a
-generic repeatable `--set dotted.key=value` for every key of the config.
+generic repeatable `--set dotted.key=value` for any key that a section knows, whether the file
+states it or leaves it to its default. The values are checked where they are read, by
+`utils.settings` (the section's settings class, or the signature of the class it names), and
+every value a run reads, defaults included, is recorded (`resolved`) beside the run's config.
 """
 import argparse
-import difflib
-import inspect
+import dataclasses
 import json
 import logging
 import os
@@ -17,7 +19,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from utils.checkpoint import load_checkpoint, newest_valid_checkpoint
 from utils.errors import ConfigError
-from utils.settings import from_config
+from utils.settings import arguments, build, from_config, resolved_arguments, unknown_name
 
 T = TypeVar("T")
 logger = logging.getLogger("config")
@@ -26,25 +28,24 @@ logger = logging.getLogger("config")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
-class Expected(NamedTuple):
-    """What a config key must hold: one of `kinds` (bool is not an int here), at least `minimum`."""
+@dataclasses.dataclass(frozen=True)
+class Sections:
+    """The top level of a config: the run's name and its sections. `trainer`, `predictor`,
+    `graph` and `metrics` are read by their settings classes (`ConfigParser.settings`); `arch`,
+    `data_loader`, `optimizer`, `lr_scheduler` and `loss` name a class (`type`) and its
+    arguments (`args`, `ConfigParser.init_obj`). An absent section takes its defaults."""
 
-    kinds: tuple[type, ...]
-    required: bool = False
-    minimum: int | None = None
+    name: str
+    arch: dict
+    trainer: dict
+    data_loader: dict | None = None
+    optimizer: dict | None = None
+    lr_scheduler: dict | None = None
+    loss: dict | None = None
+    predictor: dict | None = None
+    graph: dict | None = None
+    metrics: dict | None = None
 
-
-# The sections every config needs, checked when it is parsed. Each section's own keys are checked
-# by its settings class (`ConfigParser.settings`) or, for sections naming a `type`, against the
-# signature of the class they build (`init_obj`).
-EXPECTED_KEYS = {
-    "name": Expected((str,), required=True),
-    "arch": Expected((dict,), required=True),
-    "trainer": Expected((dict,), required=True),
-    "predictor": Expected((dict,), required=True),
-    "metrics": Expected((dict,), required=True),
-    "graph": Expected((dict,)),
-}
 
 BASE_KEY = "_base_"
 """A config may name a base config (a path relative to itself) and hold only its differences:
@@ -73,13 +74,14 @@ class ConfigParser:
         self.options = argparse.Namespace()
         for key, value in (modification or {}).items():
             set_by_path(self._config, key, value)
-        check_expected_keys(self._config)
+        from_config(Sections, self._config, "")
         read_deprecated_keys(self._config)
-        save_dir = Path(self._config["trainer"].get("save_dir", "saved"))
-        name = self._config["name"]
         self.run_id = run_id or datetime.now().strftime("%Y%m%d_%H%M%S")
-        self.save_dir = save_dir / "models" / name / self.run_id
-        self.log_dir = save_dir / "log" / name / self.run_id
+        # The run's folders, named once the trainer has read `trainer.save_dir` (`place_run`).
+        self.save_dir: Path | None = None
+        self.log_dir: Path | None = None
+        # What the run read, section by section, defaults included (`resolved`).
+        self._resolved: dict[str, Any] = {}
 
     @classmethod
     def from_args(cls, parser: argparse.ArgumentParser, overrides: list[Override] = (),
@@ -125,20 +127,14 @@ class ConfigParser:
 
     def init_obj(self, name: str, module: ModuleType, *args, **kwargs) -> Any:
         """Build `module.<config[name].type>(*args, **config[name].args, **kwargs)`."""
-        factory, config_kwargs = self._lookup(name, module)
-        if set(kwargs) & set(config_kwargs):
-            raise ConfigError(f"'{name}.args' may not set {sorted(set(kwargs) & set(config_kwargs))}")
-        check_argument_kinds(f"{name}.args", factory, config_kwargs)
-        try:
-            return factory(*args, **config_kwargs, **kwargs)
-        except TypeError as error:
-            raise ConfigError(f"'{name}': {error}") from None
-        except ValueError as error:
-            # The repo's classes name the parameter first ("block: must be one of ...").
-            parameter, separator, message = str(error).partition(": ")
-            if separator and parameter in config_kwargs:
-                raise ConfigError(f"config key '{name}.args.{parameter}': {message}") from None
-            raise
+        factory, given = self._arguments(name, module, args, kwargs)
+        return build(factory, given, f"{name}.args", *args, **kwargs)
+
+    def arguments(self, name: str, module: ModuleType, *args, **kwargs) -> dict[str, Any]:
+        """Every keyword argument that `init_obj(name, module, *args, **kwargs)` takes from the
+        config: the config's, checked, and the constructor's defaults for the others."""
+        factory, given = self._arguments(name, module, args, kwargs)
+        return resolved_arguments(factory, given, *args, **kwargs)
 
     def update(self, changes: dict) -> None:
         """Merge `changes` (nested like the config) into the config: objects key by key."""
@@ -154,31 +150,58 @@ class ConfigParser:
     def settings(self, cls: type[T], dotted_key: str, **overrides: Any) -> T:
         """The settings dataclass `cls` of the section at `dotted_key`, defaults where absent;
         errors name the JSON key."""
-        return from_config(cls, self.section(dotted_key), dotted_key, **overrides)
+        settings = from_config(cls, self.section(dotted_key), dotted_key, **overrides)
+        self._record(dotted_key, dataclasses.asdict(settings))
+        return settings
 
     def find_type(self, name: str, module: ModuleType) -> Any:
         """The class or function that `config[name].type` names in `module`."""
         return self._lookup(name, module)[0]
 
-    def _lookup(self, name: str, module: ModuleType) -> tuple[Any, dict]:
+    def resolved(self) -> dict[str, Any]:
+        """Every value this run has read so far, defaults included, laid out as the config: the
+        sections read by settings classes and the arguments of the classes built."""
+        return {"name": self._config["name"], **self._resolved}
+
+    def _arguments(self, name: str, module: ModuleType, args: tuple, kwargs: dict
+                   ) -> tuple[Any, dict[str, Any]]:
+        """The factory of section `name` and its config arguments, checked; the arguments it
+        will be called with, defaults included, are recorded."""
+        factory, values = self._lookup(name, module)
+        given = arguments(factory, values, f"{name}.args", *args, **kwargs)
+        self._record(name, {"type": self._config[name]["type"],
+                            "args": resolved_arguments(factory, given, *args, **kwargs)})
+        return factory, given
+
+    def _record(self, dotted_key: str, values: Any) -> None:
+        *parents, leaf = dotted_key.split(".")
+        node = self._resolved
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = values
+
+    def _lookup(self, name: str, module: ModuleType) -> tuple[Any, Any]:
         section = self._config.get(name)
         if not isinstance(section, dict) or "type" not in section:
             raise ConfigError(f"config key '{name}.type' is missing")
         type_name = section["type"]
-        factory = getattr(module, type_name, None)
+        factory = getattr(module, type_name, None) if isinstance(type_name, str) else None
         if factory is None or not callable(factory):
             available = sorted(n for n in dir(module) if not n.startswith("_") and n[0].isupper())
-            raise ConfigError(f"config key '{name}.type': unknown type {type_name!r} in "
-                              f"{module.__name__}; available: {', '.join(available)}")
-        args = section.get("args", {})
-        if args is None:
-            args = {}
-        if not isinstance(args, dict):
-            raise ConfigError(f"config key '{name}.args' must be an object")
-        return factory, dict(args)
+            raise unknown_name(f"type {type_name!r} in {module.__name__} (config key "
+                               f"'{name}.type')", str(type_name), available)
+        return factory, section.get("args")
+
+    def place_run(self, save_dir: str | Path) -> None:
+        """Name this run's folders under `save_dir` (`trainer.save_dir`): checkpoints in
+        models/<name>/<run_id>, logs in log/<name>/<run_id>."""
+        name = self._config["name"]
+        self.save_dir = Path(save_dir) / "models" / name / self.run_id
+        self.log_dir = Path(save_dir) / "log" / name / self.run_id
 
     def prepare_run_dirs(self) -> None:
-        """Create the checkpoint and log folders of this run and save the effective config there."""
+        """Create the checkpoint and log folders of this run (`place_run`) and save there the
+        effective config (`config.json`) and every value the run read (`resolved.json`)."""
         base_id, suffix = self.run_id, 1
         while self.save_dir.exists() or self.log_dir.exists():
             suffix += 1
@@ -191,36 +214,17 @@ class ConfigParser:
             except OSError as error:
                 raise ConfigError(f"cannot create {folder} (trainer.save_dir): {error.strerror}") from None
         write_json(self._config, self.save_dir / "config.json")
+        write_json(self.resolved(), self.save_dir / "resolved.json")
         log_file = logging.FileHandler(self.log_dir / "info.log")
         log_file.setFormatter(logging.Formatter(LOG_FORMAT))
         logging.getLogger().addHandler(log_file)
 
 
-def check_expected_keys(config: dict) -> None:
-    """Raise ConfigError naming the first key of EXPECTED_KEYS that is missing or holds a wrong value."""
-    for dotted_key, expected in EXPECTED_KEYS.items():
-        *parents, leaf = dotted_key.split(".")
-        node = config
-        for key in parents:
-            node = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(node, dict):
-            continue  # its section is absent (optional) or was reported by an earlier entry
-        if leaf not in node:
-            if expected.required:
-                raise ConfigError(f"config has no '{leaf}' section" if not parents
-                                  else f"config key '{dotted_key}' is missing")
-            continue
-        value = node[leaf]
-        if isinstance(value, bool) != (bool in expected.kinds) or not isinstance(value, expected.kinds):
-            names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in expected.kinds)
-            raise ConfigError(f"config key '{dotted_key}' expects {names}, got {value!r}")
-        if expected.minimum is not None and value is not None and value < expected.minimum:
-            raise ConfigError(f"config key '{dotted_key}' must be >= {expected.minimum}, got {value}")
-
-
 def read_deprecated_keys(config: dict) -> None:
     """Accept the keys of earlier versions with a one-line warning each (see FIXED_ARCH_ARGS)."""
-    arch_args = config["arch"].get("args") or {}
+    arch_args = config["arch"].get("args")
+    if not isinstance(arch_args, dict):
+        return  # `init_obj` reports it, naming the key
     for key, fixed in FIXED_ARCH_ARGS.items():
         if key in arch_args:
             if arch_args[key] != fixed:
@@ -229,40 +233,6 @@ def read_deprecated_keys(config: dict) -> None:
             logger.warning("config key 'arch.args.%s' is deprecated and ignored (always %d)",
                            key, fixed)
             del arch_args[key]
-
-
-def value_kind(value: Any) -> str | None:
-    """The JSON kind of a value: boolean, number, string, array or object (None for others)."""
-    if isinstance(value, bool):
-        return "boolean"
-    for kinds, name in (((int, float), "number"), (str, "string"), ((list, tuple), "array"),
-                        (dict, "object")):
-        if isinstance(value, kinds):
-            return name
-    return None
-
-
-def check_argument_kinds(section: str, factory: Any, kwargs: dict) -> None:
-    """Raise ConfigError for a configured argument whose JSON kind differs from that of its default
-    (e.g. `"num_feats": "16"`), which would otherwise fail deep inside the constructor. Arguments
-    without a default or with a None default, and null values, are left to the constructor."""
-    try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # some builtins have no signature
-        return
-    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    for key, value in kwargs.items():
-        parameter = parameters.get(key)
-        if parameter is None and not open_ended:
-            known = [name for name, p in parameters.items()
-                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"]
-            raise ConfigError(f"unknown config key '{section}.{key}'; known: {', '.join(known)}")
-        if value is None or parameter is None or parameter.default is inspect.Parameter.empty:
-            continue
-        expected = value_kind(parameter.default)
-        if expected is not None and value_kind(value) != expected:
-            raise ConfigError(f"config key '{section}.{key}' expects a {expected} "
-                              f"(default {parameter.default!r}), got {value!r}")
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -277,37 +247,19 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def set_by_path(tree: dict, dotted_key: str, value: Any) -> None:
-    """Set an existing key of a nested config; unknown keys and changed types are errors."""
+    """Set a key of a nested config, creating the objects on its path that are absent or null.
+    Whether the section knows the key, and whether the value suits it, is checked where the
+    section is read (`ConfigParser.settings`, `ConfigParser.init_obj`)."""
     *parents, leaf = dotted_key.split(".")
     node = tree
     for depth, key in enumerate(parents):
-        if not isinstance(node, dict) or key not in node:
-            raise ConfigError(unknown_key_message(".".join(parents[: depth + 1]), node))
+        if node.get(key) is None:
+            node[key] = {}
         node = node[key]
-    if not isinstance(node, dict) or leaf not in node:
-        raise ConfigError(unknown_key_message(dotted_key, node))
-    old = node[leaf]
-    # null is always allowed here: the section's settings class decides whether the key may be.
-    if old is not None and value is not None and not same_kind(old, value):
-        raise ConfigError(f"config key '{dotted_key}' expects {type(old).__name__}, "
-                          f"got {value!r} ({type(value).__name__})")
-    node[leaf] = float(value) if isinstance(old, float) and isinstance(value, int) else value
-
-
-def same_kind(old: Any, new: Any) -> bool:
-    if isinstance(old, bool) or isinstance(new, bool):
-        return isinstance(old, bool) and isinstance(new, bool)
-    if isinstance(old, (int, float)):
-        return isinstance(new, (int, float)) and (isinstance(old, float) or isinstance(new, int))
-    return isinstance(new, type(old))
-
-
-def unknown_key_message(dotted_key: str, node: Any) -> str:
-    candidates = sorted(node) if isinstance(node, dict) else []
-    close = difflib.get_close_matches(dotted_key.rsplit(".", 1)[-1], candidates, n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else (
-        f"; keys here: {', '.join(candidates)}" if candidates else "")
-    return f"unknown config key '{dotted_key}'{hint}"
+        if not isinstance(node, dict):
+            raise ConfigError(f"config key '{'.'.join(parents[:depth + 1])}' holds {node!r}, "
+                              f"not an object, so '{dotted_key}' cannot be set")
+    node[leaf] = value
 
 
 def read_json(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
@@ -353,6 +305,8 @@ def _read_json_object(path: Path) -> dict:
 
 
 def write_json(content: dict, path: Path) -> None:
+    """`content` as indented JSON; a value JSON cannot hold (a constructor's default may be any
+    object) is written as its text."""
     with open(path, "w", encoding="utf-8") as file:
-        json.dump(content, file, indent=2)
+        json.dump(content, file, indent=2, default=str)
         file.write("\n")
