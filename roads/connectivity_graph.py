@@ -3,7 +3,7 @@
 The skeleton method (`roads.graph.mask_to_graph`) reads the graph from the road mask alone, so
 every occluded stretch (trees, shadows, cars) becomes a break and every blob of the mask a knot
 of spurious junctions. `connectivity_graph` starts from the same skeleton graph and then uses
-the connectivity head's classes (`roads.classes`, SPEC 2) in three steps, each of which can be
+the connectivity head's classes (`roads.classes`) in three steps, each of which can be
 switched off (then the step is as in the skeleton method):
 
 1. junctions: the skeleton junctions (degree >= 3) inside one predicted junction region
@@ -11,8 +11,8 @@ switched off (then the step is as in the skeleton method):
    the skeleton edges between them inside the region are dropped. A region the skeleton passes
    through without branching gets no node; one whose junctions lie more than
    `max_junction_span_m` apart is left as the skeleton has it.
-2. gap closing: a skeleton end that is neither in a predicted dead-end region (DEAD_END) nor at
-   the tile or no-data border is a broken road. It is joined to the road of the graph that is
+2. gap closing: a skeleton end that is neither in a predicted dead-end region (DEAD_END) nor a
+   road cut by the tile or no-data border (`roads.ends`) is a broken road. It is joined to the road of the graph that is
    reached most cheaply through the road probability (a pixel costs its ground length times
    1 - ln p, p clipped to `min_probability`), among the road points within `max_gap_m` that
    lie within `max_angle_deg` of the end's direction and that the graph does not already
@@ -41,13 +41,13 @@ from skimage.graph import MCP_Geometric
 
 from roads import multigraph as steps
 from roads.classes import DEAD_END, FOUR_OR_MORE, THREE_WAY
+from roads.ends import DEFAULT_BORDER_MARGIN, CutEnds
 from roads.graph import (
     DEFAULT_HOLE_AREA,
     DEFAULT_JUNCTION_MERGE_FACTOR,
     DEFAULT_MIN_OBJECT_AREA,
     DEFAULT_SIMPLIFY_EPSILON,
     DEFAULT_SPUR_LENGTH,
-    road_half_width,
     simplify_edges,
     skeleton_of,
 )
@@ -86,9 +86,6 @@ class ConnectivityGraphSettings:
     snap_m: a gap landing this close (along the road) to a node of the road joined ends at the
         node instead of splitting the road (3 m, about a residential road's half-width), so two
         ends facing each other across a gap are joined end to end.
-    border_margin_m: an end is at the tile or no-data border when its inscribed circle comes
-        within this distance of it (1.2 m = 4 px at 0.3 m/px, as the labels'
-        `border_margin`): the skeleton of a cut road stops about a half-width short of the cut.
     min_probability: road probabilities are clipped to at least this before the cost 1 - ln p
         (0.01: a road pixel costs 1, an occluded one at p = 0.1 costs 3.3, background at most
         5.6, so a path follows road-like pixels but never detours more than 5.6 times).
@@ -108,7 +105,6 @@ class ConnectivityGraphSettings:
     tangent_length_m: float = 10.0
     min_detour: float = 3.0
     snap_m: float = 3.0
-    border_margin_m: float = 1.2
     min_probability: float = 0.01
     spur_length_m: float = 15.0
 
@@ -139,7 +135,8 @@ def connectivity_graph(road_probability: np.ndarray, road_mask: np.ndarray,
                        hole_area: int = DEFAULT_HOLE_AREA,
                        spur_length: float = DEFAULT_SPUR_LENGTH,
                        simplify_epsilon: float | None = DEFAULT_SIMPLIFY_EPSILON,
-                       junction_merge_factor: float = DEFAULT_JUNCTION_MERGE_FACTOR) -> nx.Graph:
+                       junction_merge_factor: float = DEFAULT_JUNCTION_MERGE_FACTOR,
+                       border_margin: float = DEFAULT_BORDER_MARGIN) -> nx.Graph:
     """Road graph (the `roads.graph` contract) of a tile's predictions, shaped by the
     connectivity classes (see the module docstring).
 
@@ -153,6 +150,7 @@ def connectivity_graph(road_probability: np.ndarray, road_mask: np.ndarray,
     pixel_size_m: (metres per pixel along x, along y).
     min_object_area ... junction_merge_factor: the skeleton method's parameters, with its
         defaults (`roads.graph.mask_to_graph`); lengths and areas in pixels.
+    border_margin: the margin of the road-end rule (`roads.ends`), pixels.
 
     Every edge has a bool attribute `gap`: True for the edges that close a gap. With the three
     steps off the graph is `mask_to_graph(road_mask & valid)` (with `gap` False).
@@ -168,7 +166,8 @@ def connectivity_graph(road_probability: np.ndarray, road_mask: np.ndarray,
                              f"got {array.shape}")
     scale = _Scale(pixel_size_m)
     road, skeleton = skeleton_of(road & valid, min_object_area, hole_area)
-    half_width = road_half_width(road)
+    cut = CutEnds(road, valid, border_margin)
+    half_width = cut.half_width
     multigraph = steps.skeleton_multigraph(
         skeleton, spur_length, junction_merge_factor * half_width if junction_merge_factor > 0
         else None)
@@ -176,7 +175,7 @@ def connectivity_graph(road_probability: np.ndarray, road_mask: np.ndarray,
         _contract_junction_regions(multigraph, (classes == THREE_WAY) | (classes == FOUR_OR_MORE),
                                    scale.pixels(settings.region_reach_m),
                                    settings.max_junction_span_m, scale)
-    ends = _EndTest(classes == DEAD_END, valid, half_width, scale, settings)
+    ends = _EndTest(classes == DEAD_END, cut, scale.pixels(settings.region_reach_m))
     if settings.gap_closing:
         _close_gaps(multigraph, probability, valid, ends, scale, settings)
     if settings.spurs:
@@ -264,34 +263,19 @@ def _contract_junction_regions(multigraph: nx.MultiGraph, junction: np.ndarray, 
 
 
 class _EndTest:
-    """Which end nodes are predicted dead ends, and which lie at the tile or no-data border."""
+    """Which end nodes are predicted dead ends, and which are roads cut by a border."""
 
-    def __init__(self, dead_end: np.ndarray, valid: np.ndarray, half_width: np.ndarray,
-                 scale: _Scale, settings: ConnectivityGraphSettings):
+    def __init__(self, dead_end: np.ndarray, cut: CutEnds, reach: float):
         self.dead_end = dead_end.astype(np.uint8)
-        self.half_width = half_width
-        self.reach = scale.pixels(settings.region_reach_m)
-        self.margin = scale.pixels(settings.border_margin_m)
-        # Distance to the nearest no-data pixel (none: no such border).
-        self.to_no_data = (None if valid.all() else
-                           cv2.distanceTransform(valid.astype(np.uint8), cv2.DIST_L2,
-                                                 cv2.DIST_MASK_5))
+        self.cut = cut
+        self.reach = reach
 
     def is_dead_end(self, pos: np.ndarray) -> bool:
         return _nearest_label(self.dead_end, pos, self.reach) > 0
 
-    def at_border(self, pos: np.ndarray) -> bool:
-        height, width = self.half_width.shape
-        x, y = pos
-        row, col = min(max(int(round(y)), 0), height - 1), min(max(int(round(x)), 0), width - 1)
-        distance = min(x, y, width - 1 - x, height - 1 - y)
-        if self.to_no_data is not None:
-            distance = min(distance, float(self.to_no_data[row, col]))
-        return distance <= float(self.half_width[row, col]) + self.margin
-
     def kept(self, pos: np.ndarray) -> bool:
         """A true end of a road: a predicted dead end, or a road cut by a border."""
-        return self.is_dead_end(pos) or self.at_border(pos)
+        return self.is_dead_end(pos) or self.cut.is_cut(*pos)
 
 
 class _RoadPoints:
@@ -406,7 +390,7 @@ def _close_gaps(multigraph: nx.MultiGraph, probability: np.ndarray, valid: np.nd
     cutoff = settings.min_detour * settings.max_gap_m / float(scale.xy.min())
     proposals = []
     for end in broken:
-        proposal = _cheapest_gap(multigraph, end, points, probability, valid, ends.half_width,
+        proposal = _cheapest_gap(multigraph, end, points, probability, valid, ends.cut.half_width,
                                  scale, settings, cutoff)
         if proposal is not None:
             proposals.append(proposal)

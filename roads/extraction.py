@@ -50,8 +50,11 @@ class GraphSettings:
     min_object_area, hole_area, spur_length, simplify_epsilon: the same in pixels; when given,
         they win (a protocol stated in pixels, e.g. the authors' preset; configs of earlier
         versions, whose values were pixels).
-    The skeleton parameters (SKELETON_KEYS) also derive the connectivity labels, so the labels
-    and the predicted graphs see roads the same way. `border_pad` (pixels) see `mask_to_graph`
+    border_margin_m: the margin of the road-end rule (`roads.ends`): a road end this close to the
+        tile or no-data border, beyond the road's half-width, is a cut road, not a dead end (1.2 m:
+        4 px at 0.3 m), for the labels and the connectivity method alike.
+    The skeleton parameters (SKELETON_KEYS) and the road-end margin also derive the connectivity
+    labels, so the labels and the predicted graphs see roads the same way. `border_pad` (pixels) see `mask_to_graph`
     (skeleton method only). `method` selects the extraction of predicted graphs (see the module
     docstring); `connectivity` holds the connectivity method's own settings, in metres.
     """
@@ -65,6 +68,7 @@ class GraphSettings:
     hole_area: int | None = None
     spur_length: float | None = None
     simplify_epsilon: float | None = None
+    border_margin_m: float = 1.2
     border_pad: int = 0
     method: Literal["skeleton", "connectivity"] = "skeleton"
     connectivity: ConnectivityGraphSettings = ConnectivityGraphSettings()
@@ -72,7 +76,8 @@ class GraphSettings:
     def __post_init__(self) -> None:
         for name in ("min_object_area_m2", "hole_area_m2", "spur_length_m",
                      "junction_merge_factor", "simplify_epsilon_m", "min_object_area",
-                     "hole_area", "spur_length", "simplify_epsilon", "border_pad"):
+                     "hole_area", "spur_length", "simplify_epsilon", "border_margin_m",
+                     "border_pad"):
             value = getattr(self, name)
             if value is not None:
                 check(value >= 0, name, f"must be >= 0, got {value}")
@@ -115,4 +120,6 @@ def extract_graph(mask: np.ndarray, settings: GraphSettings, *,
                          "connectivity classes")
     size = pixel_size_m or (REFERENCE_METRES_PER_PIXEL,) * 2
     return connectivity_graph(probability, mask, connectivity, valid, pixel_size_m=size,
-                              settings=settings.connectivity, **pixels)
+                              settings=settings.connectivity,
+                              border_margin=settings.border_margin_m / mean_pixel_size(size),
+                              **pixels)

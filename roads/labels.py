@@ -1,4 +1,4 @@
-"""Road-direction connectivity labels derived from a road mask (SPEC 2).
+"""Road-direction connectivity labels derived from a road mask, the connectivity task's targets.
 
 Every pixel is classified by how many road directions meet there: background, dead end, ordinary
 road, 3-way junction, junction of 4 or more. The mask's road graph (`roads.graph`) gives the
@@ -8,7 +8,8 @@ road as in the paper's figure. Classes depend on degrees only, so they are invar
 and rotations and augmentation moves labels without remapping them.
 
 Pixels without image data (`valid` False: outside the scene, an alpha of 0) are labelled
-IGNORE_INDEX, and a road that runs into them is cut like a road at the tile border, not a dead end.
+IGNORE_INDEX, and a road that runs into them is cut like a road at the tile border, not a dead end
+(`roads.ends`).
 
 Labels are derived from the whole tile (a crop border would invent dead ends) once per tile:
 `LabelCache` keeps the node disks, a few hundred bytes per tile, and renders the label images
@@ -18,10 +19,10 @@ Inspect the labels of a mask with `python -m tools.labels MASK OUT.png --color`.
 """
 from dataclasses import dataclass, fields
 
-import cv2
 import numpy as np
 
 from roads.classes import BACKGROUND, DEAD_END, FOUR_OR_MORE, IGNORE_INDEX, ROAD, THREE_WAY
+from roads.ends import DEFAULT_BORDER_MARGIN, CutEnds
 from roads.extraction import (
     REFERENCE_METRES_PER_PIXEL,
     SKELETON_KEYS,
@@ -67,12 +68,8 @@ class LabelParams:
 
     min_object_area, hole_area, spur_length, junction_merge_factor: the road graph's cleaning,
         spur pruning and junction merging (see `roads.graph` for the reasons of the defaults).
-    border_margin: a degree-1 node is a road cut by the tile border or by invalid pixels, not a
-        dead end, when its inscribed circle (the road's cross-section, the area outside the tile
-        and the invalid pixels counting as road) comes within this many pixels of the border or
-        of an invalid pixel. The skeleton of a cut road stops about a
-        half-width short of the border, so a fixed distance would not do for every road width;
-        4 px absorbs the skeleton's one- or two-pixel jitter.
+    border_margin: the margin of the road-end rule (`roads.ends`): a degree-1 node this close to
+        the tile or no-data border, beyond the road's half-width, is a cut road, not a dead end.
     disk_margin: pixels added to the half-width so that a disk covers the road's edges (3 px,
         about 1 m, chosen).
     min_quarter_radius: smallest disk radius at 1/4 resolution; a disk of radius >= 1 always
@@ -83,7 +80,7 @@ class LabelParams:
     hole_area: int = DEFAULT_HOLE_AREA
     spur_length: float = DEFAULT_SPUR_LENGTH
     junction_merge_factor: float = DEFAULT_JUNCTION_MERGE_FACTOR
-    border_margin: float = 4.0
+    border_margin: float = DEFAULT_BORDER_MARGIN
     disk_margin: float = 3.0
     min_quarter_radius: float = 1.0
 
@@ -98,31 +95,19 @@ class LabelParams:
 
 @dataclass(frozen=True)
 class LabelSettings:
-    """The config's `data_loader.args.labels`, in ground units (the skeleton parameters come
-    from the `graph` section, shared with the predicted graphs); `params` gives a tile's
+    """The config's `data_loader.args.labels`: the label-only settings, in ground units; the
+    skeleton parameters and the road-end margin come from the `graph` section, shared with the
+    predicted graphs, so that labels and graphs see roads the same way. `params` gives a tile's
     LabelParams in pixels.
 
-    border_margin_m: 1.2 m (4 px at 0.3 m); disk_margin_m: 0.9 m (3 px at 0.3 m), see
-    LabelParams. border_margin, disk_margin: the same in pixels, which win when given (configs of
-    earlier versions). min_object_area, hole_area, spur_length, junction_merge_factor: pixel
-    values of earlier versions, where these lived here; given, they win for the labels.
+    disk_margin_m: 0.9 m (3 px at 0.3 m), see LabelParams; min_quarter_radius: pixels at 1/4.
     """
 
-    border_margin_m: float = 1.2
     disk_margin_m: float = 0.9
     min_quarter_radius: float = 1.0
-    border_margin: float | None = None
-    disk_margin: float | None = None
-    min_object_area: int | None = None
-    hole_area: int | None = None
-    spur_length: float | None = None
-    junction_merge_factor: float | None = None
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if value is not None:
-                check(value >= 0, field.name, f"must be >= 0, got {value}")
+        check(self.disk_margin_m >= 0, "disk_margin_m", f"must be >= 0, got {self.disk_margin_m}")
 
     def params(self, graph: GraphSettings, pixel_size_m: tuple[float, float] | None
                ) -> LabelParams:
@@ -132,15 +117,9 @@ class LabelSettings:
                 else REFERENCE_METRES_PER_PIXEL)
         skeleton = {key: value for key, value in graph.pixels(pixel_size_m).items()
                     if key in SKELETON_KEYS}
-        skeleton.update({key: getattr(self, key) for key in SKELETON_KEYS
-                         if getattr(self, key) is not None})
-        return LabelParams(
-            **skeleton,
-            border_margin=(self.border_margin if self.border_margin is not None
-                           else self.border_margin_m / size),
-            disk_margin=(self.disk_margin if self.disk_margin is not None
-                         else self.disk_margin_m / size),
-            min_quarter_radius=self.min_quarter_radius)
+        return LabelParams(**skeleton, border_margin=graph.border_margin_m / size,
+                           disk_margin=self.disk_margin_m / size,
+                           min_quarter_radius=self.min_quarter_radius)
 
 
 def _valid_or_none(valid: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
@@ -161,27 +140,13 @@ def node_disks(mask: np.ndarray, params: LabelParams = LabelParams(),
     road = clean_mask(mask, params.min_object_area, params.hole_area)
     graph = mask_to_graph(road, min_object_area=0, hole_area=0, spur_length=params.spur_length,
                           simplify_epsilon=None, junction_merge_factor=params.junction_merge_factor)
-    # Pixels outside the image count as road for cv2's distance transform, which is what the
-    # border test wants: a road cut by the border keeps its full width up to the border.
-    half_width = cv2.distanceTransform(road.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
-    height, width = road.shape
-    valid = _valid_or_none(valid, (height, width))
-    if valid is not None:
-        # The same for invalid pixels: distance to them, and half-widths with them as road.
-        to_invalid = cv2.distanceTransform(valid.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
-        cut_width = cv2.distanceTransform((road | ~valid).astype(np.uint8), cv2.DIST_L2,
-                                          cv2.DIST_MASK_5)
+    ends = CutEnds(road, _valid_or_none(valid, road.shape), params.border_margin)
     disks = []
     for node, degree in graph.degree():
         x, y = graph.nodes[node]["pos"]
-        row, col = min(int(round(y)), height - 1), min(int(round(x)), width - 1)
-        radius = float(half_width[row, col])
+        radius = float(ends.half_width[ends.pixel(x, y)])
         if degree == 1:
-            to_border = min(x, y, width - 1 - x, height - 1 - y)
-            if to_border <= radius + params.border_margin:
-                continue
-            if (valid is not None
-                    and to_invalid[row, col] <= cut_width[row, col] + params.border_margin):
+            if ends.is_cut(x, y):
                 continue
             node_class = DEAD_END
         elif degree == 3:

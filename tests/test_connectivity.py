@@ -8,6 +8,7 @@ import pytest
 from data_loader import label_cache
 from data_loader.label_cache import LabelCache
 from roads.classes import DEAD_END, FOUR_OR_MORE, IGNORE_INDEX, ROAD, THREE_WAY, colorize
+from roads.ends import CutEnds
 from roads.extraction import GraphSettings
 from roads.labels import (
     LabelParams,
@@ -197,13 +198,12 @@ def test_label_params_reject_bad_values():
 
 def test_label_settings_are_ground_units_converted_per_tile():
     graph, labels = GraphSettings(), LabelSettings()
-    assert labels.params(graph, None) == LabelParams()  # 0.3 m: the pixel values of old
+    assert labels.params(graph, None) == LabelParams()  # 0.3 m: the pixel defaults
     at_one_metre = labels.params(graph, (1.0, 1.0))
     assert at_one_metre.spur_length == pytest.approx(9.0)
     assert at_one_metre.disk_margin == pytest.approx(0.9)
     assert at_one_metre.min_object_area == 18 and at_one_metre.hole_area == 36
-    # A pixel value (as configs of earlier versions gave) wins over the ground one.
-    assert LabelSettings(disk_margin=3.0).params(graph, (1.0, 1.0)).disk_margin == 3.0
+    assert at_one_metre.border_margin == pytest.approx(1.2)  # the graph section's road-end rule
     with pytest.raises(ConfigError, match="'data_loader.args.labels.disk_margin_m': must be"):
         from_config(LabelSettings, {"disk_margin_m": -1}, "data_loader.args.labels")
 
@@ -296,3 +296,18 @@ def test_cache_key_follows_the_validity(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache").iterdir())) == 2
     np.testing.assert_array_equal(
         cache.labels(mask_path, DEAD_END_ROAD, np.ones((200, 200), bool))[0], with_dead_end)
+
+
+def test_one_road_end_rule_for_the_tile_border_and_no_data():
+    """A road end whose cross-section reaches the border or no-data (within the margin) is cut;
+    an end well inside the valid area is not."""
+    road = np.zeros((60, 100), bool)
+    road[25:35, 0:40] = True  # from the left border to x = 39
+    valid = np.ones_like(road)
+    valid[:, 70:] = False
+    ends = CutEnds(road, valid, margin=4.0)
+    assert ends.is_cut(2.0, 30.0)  # at the tile border
+    assert not ends.is_cut(35.0, 30.0)  # the free end, 30 px from no-data
+    road[25:35, 40:66] = True  # now running to 4 px before the no-data
+    ends = CutEnds(road, valid, margin=4.0)
+    assert ends.is_cut(61.0, 30.0) and not CutEnds(road, None, margin=4.0).is_cut(61.0, 30.0)

@@ -43,7 +43,7 @@ def test_precompute_fills_the_cache_the_loader_reads(toy, tmp_path, monkeypatch,
 
 def test_precompute_uses_the_config_labels_and_cache_folder(toy, tmp_path, monkeypatch, capsys):
     cache = tmp_path / "from-config"
-    labels = {"disk_margin": 5.0}
+    labels = {"disk_margin_m": 1.5}
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"data_loader": {"args": {
         "labels": labels, "label_cache_dir": str(cache)}}}))
@@ -52,7 +52,7 @@ def test_precompute_uses_the_config_labels_and_cache_folder(toy, tmp_path, monke
     monkeypatch.setattr(data_loader.label_cache, "node_disks", no_derivation)
     dataset = RoadDataset(toy, "val", training=False, labels=labels, label_cache_dir=cache)
     params = dataset.label_cache(dataset.tiles[0]).params
-    assert params.disk_margin == 5.0
+    assert 5.0 <= params.disk_margin <= 6.2  # 1.5 m at the toy's 0.24 x 0.30 m pixels
     expected, _ = connectivity_labels(dataset[0]["mask"].numpy().astype(bool), params)
     np.testing.assert_array_equal(dataset[0]["conn"].numpy(), expected)
 
