@@ -31,7 +31,7 @@ from data_loader.transforms import (
     normalize,
 )
 from roads.classes import IGNORE_INDEX
-from roads.extraction import REFERENCE_METRES_PER_PIXEL, SKELETON_KEYS, GraphSettings
+from roads.extraction import REFERENCE_METRES_PER_PIXEL, GraphSettings
 from roads.georeference import read_georeference
 from roads.labels import LabelParams, LabelSettings, quarter_mask
 from utils.errors import ConfigError, DataError
@@ -58,15 +58,7 @@ _warned_keys: set[str] = set()
 
 
 def label_settings(labels: dict | None, graph: dict | None) -> tuple[LabelSettings, GraphSettings]:
-    """The label and graph settings of a config's `data_loader.args.labels` and `graph`. A
-    skeleton parameter still given under `labels` (the layout of earlier versions) is used for
-    the labels, with a one-line deprecation warning."""
-    for key in SKELETON_KEYS:
-        if key in (labels or {}) and key not in _warned_keys:
-            _warned_keys.add(key)
-            logger.warning("config key 'data_loader.args.labels.%s' is deprecated: labels read "
-                           "graph.%s, shared with the predicted graphs (this config's labels "
-                           "still use %s px)", key, key, labels[key])
+    """The label and graph settings of a config's `data_loader.args.labels` and `graph`."""
     return (from_config(LabelSettings, labels, "data_loader.args.labels"),
             from_config(GraphSettings, graph, "graph"))
 

@@ -1,4 +1,4 @@
-"""Training augmentation (SPEC 4): random crop, HSV jitter, flips, rotations by k*90 degrees.
+"""Training augmentation: random crop, HSV jitter, flips, rotations by k*90 degrees.
 
 All randomness comes from a `np.random.Generator` passed in, so that a sample depends only on the
 generator's seed, never on global state or on which worker process draws it. Geometric transforms

@@ -1,5 +1,5 @@
-"""Evaluation metrics (SPEC section 7): road IoU / precision / recall / F1, their relaxed
-versions with a buffer of rho pixels, and the connectivity mean IoU.
+"""Evaluation metrics: road IoU / precision / recall / F1, their relaxed versions with a buffer of
+rho pixels, and the connectivity mean IoU.
 
 All functions take numpy arrays or torch tensors (converted to numpy). Masks are (H, W) with road
 = nonzero (bool, 0/1 or 0/255); connectivity maps are (H, W) integer class maps, 255 = ignore.
@@ -149,7 +149,7 @@ def mean_iou(confusion: ArrayLike) -> float:
 
 
 class RoadMetrics:
-    """Accumulates the scores of SPEC section 7 over the images of a split.
+    """Accumulates the pixel and connectivity scores of this module over the images of a split.
 
     Pixel scores (`road_iou`, `precision`, `recall`, `f1`) and the relaxed ones are computed from
     counts summed over all pixels of the split; `mean_image_iou` is the mean of per-image IoUs;

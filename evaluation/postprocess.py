@@ -36,8 +36,8 @@ class Prediction:
         """Post-process the logits of one window, segmentation (2, h, w) and connectivity
         (5, h, w), into `region` (rows, columns).
 
-        The road mask is `probability > threshold`; at 0.5 it is the argmax of the two logits
-        (SPEC 5), the default.
+        The road mask is `probability > threshold`; at 0.5, the default, it is the argmax of the
+        two logits.
         """
         probability = segmentation.float().softmax(0)[1].numpy()
         self.probability[region] = np.round(probability * 255)

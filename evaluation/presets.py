@@ -15,8 +15,9 @@ from typing import Any
 
 MODE_DISTANCES: dict[str, Any] = {"delta": None, "snap": None, "min_path": None}
 """The APLS distances left to the preset's mode (`AplsSettings` fills null from it). A preset names
-a whole pipeline, so it sets them back even where a config pins distances for its own mode (the
-configs saved in checkpoints of earlier runs pin those of `ours`, 20 / 10 / 3 px)."""
+a whole pipeline, so it sets them back even where a config pins distances for its own mode: a
+config that states those of `ours` (20 / 10 / 3 px) would otherwise score "APLS (spacenet)" with
+them."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     "ours": {},

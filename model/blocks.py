@@ -1,4 +1,4 @@
-"""Residual blocks with optional attention: the GA-ResBlock of SPEC 1.1 and its ablations.
+"""Residual blocks with optional attention: the paper's GA-ResBlock and its ablations.
 
 `ResidualBlock(..., attention="ga")` is the paper's global-aware residual block; "se" keeps only
 the channel attention and "basic" is a plain ResNet basic block, for the ablation study.

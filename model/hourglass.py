@@ -1,4 +1,4 @@
-"""The hourglass (encoder-decoder block) of SPEC 1.3."""
+"""The hourglass (encoder-decoder block) of the stacked network, from 1/4 to 1/32 resolution."""
 import torch.nn.functional as F
 from torch import Tensor, nn
 

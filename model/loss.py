@@ -1,4 +1,4 @@
-"""Losses of SPEC 3: soft-IoU for segmentation, class-balanced cross-entropy for connectivity,
+"""The paper's losses: soft-IoU for segmentation, class-balanced cross-entropy for connectivity,
 and the joint loss over the final and every stack's intermediate outputs."""
 import torch
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
-"""The stacked multi-head hourglass network for joint road segmentation and connectivity (SPEC 1)."""
+"""The stacked multi-head hourglass network for joint road segmentation and connectivity
+(Xu et al. 2023, arXiv:2312.04744)."""
 import math
 from typing import NamedTuple
 

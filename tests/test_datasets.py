@@ -192,8 +192,8 @@ def test_evaluation_shards_hold_every_item_once():
 def test_config_errors_name_the_key(data_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"data_loader\.args\.data_dir: folder '.*nowhere'"):
         SpaceNetDataLoader(**loader_args(tmp_path / "nowhere"))
-    with pytest.raises(ConfigError, match=r"data_loader\.args\.labels\.spur_lenght.*spur_length"):
-        SpaceNetDataLoader(**loader_args(data_dir, labels={"spur_lenght": 3}))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.labels\.disk_margn_m.*disk_margin"):
+        SpaceNetDataLoader(**loader_args(data_dir, labels={"disk_margn_m": 3}))
     with pytest.raises(ConfigError, match=r"data_loader\.args\.crop_size: 160 is larger"):
         SpaceNetDataLoader(**loader_args(data_dir, crop_size=160))
     with pytest.raises(ConfigError, match=r"data_loader\.args\.crop_size: 48 must be"):

@@ -1,4 +1,4 @@
-"""Losses on hand-made cases (SPEC 3)."""
+"""The segmentation, connectivity and joint losses on hand-made cases."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""The network of SPEC 1: shapes at any size, parameter count, gradients, the GA module."""
+"""The stacked hourglass network: shapes at any size, parameter count, gradients, the GA module."""
 import pytest
 import torch
 

@@ -22,7 +22,6 @@ from utils.errors import ConfigError
 from utils.settings import arguments, build, from_config, resolved_arguments, unknown_name
 
 T = TypeVar("T")
-logger = logging.getLogger("config")
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -51,11 +50,6 @@ BASE_KEY = "_base_"
 """A config may name a base config (a path relative to itself) and hold only its differences:
 objects merge key by key, any other value replaces the base's (mmsegmentation's `_base_`)."""
 
-# Network arguments of earlier versions, still read with a warning: the class counts are fixed by
-# the labels (roads/classes.py) and are no longer parameters.
-FIXED_ARCH_ARGS = {"seg_classes": 2, "conn_classes": 5}
-
-
 class Override(NamedTuple):
     """A named command-line option that sets one config key, e.g. `--lr` -> optimizer.args.lr."""
 
@@ -75,7 +69,6 @@ class ConfigParser:
         for key, value in (modification or {}).items():
             set_by_path(self._config, key, value)
         from_config(Sections, self._config, "")
-        read_deprecated_keys(self._config)
         self.run_id = run_id or datetime.now().strftime("%Y%m%d_%H%M%S")
         # The run's folders, named once the trainer has read `trainer.save_dir` (`place_run`).
         self.save_dir: Path | None = None
@@ -218,21 +211,6 @@ class ConfigParser:
         log_file = logging.FileHandler(self.log_dir / "info.log")
         log_file.setFormatter(logging.Formatter(LOG_FORMAT))
         logging.getLogger().addHandler(log_file)
-
-
-def read_deprecated_keys(config: dict) -> None:
-    """Accept the keys of earlier versions with a one-line warning each (see FIXED_ARCH_ARGS)."""
-    arch_args = config["arch"].get("args")
-    if not isinstance(arch_args, dict):
-        return  # `init_obj` reports it, naming the key
-    for key, fixed in FIXED_ARCH_ARGS.items():
-        if key in arch_args:
-            if arch_args[key] != fixed:
-                raise ConfigError(f"config key 'arch.args.{key}' must be {fixed}: the labels "
-                                  f"define {fixed} classes (roads/classes.py)")
-            logger.warning("config key 'arch.args.%s' is deprecated and ignored (always %d)",
-                           key, fixed)
-            del arch_args[key]
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
