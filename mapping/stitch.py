@@ -37,6 +37,13 @@ SEAM_TOLERANCE = 1.5
 joined: one diagonal skeleton step."""
 
 
+SEAM_SHIFT = 0.4827
+"""Where a seam lies between two pixel columns (rows): this far before the first pixel of the next
+block. Not 0.5, because a node of two pixels has its centre there, and a node on a seam would be
+the end of several seam crossings at one point; node positions are means of a few pixel positions,
+fractions with small denominators, which 0.4827 (4827/10000) is not."""
+
+
 @dataclass(frozen=True)
 class Rasters:
     """A window of a scene's prediction: (h, w) bool road mask, uint8 road probability x 255,
@@ -91,12 +98,14 @@ def block_graph(read: Callable[[int, int, int, int], Rasters], block: Block,
                           probability=rasters.probability, connectivity=rasters.connectivity,
                           valid=valid)
     offset = np.array([left, top], dtype=float)
-    # The core in the continuous pixel coordinates of node positions (pixel centres at integers);
-    # a core side on the scene border reaches to infinity, so that nothing is clipped there.
-    x0 = block.left - 0.5 if block.left > 0 else -math.inf
-    y0 = block.top - 0.5 if block.top > 0 else -math.inf
-    x1 = block.left + block.width - 0.5 if block.left + block.width < shape[1] else math.inf
-    y1 = block.top + block.height - 0.5 if block.top + block.height < shape[0] else math.inf
+    # The core in the continuous pixel coordinates of node positions (pixel centres at integers),
+    # its sides SEAM_SHIFT off the pixel borders; a core side on the scene border reaches to
+    # infinity, so that nothing is clipped there.
+    x0 = block.left - SEAM_SHIFT if block.left > 0 else -math.inf
+    y0 = block.top - SEAM_SHIFT if block.top > 0 else -math.inf
+    right, bottom = block.left + block.width, block.top + block.height
+    x1 = right - SEAM_SHIFT if right < shape[1] else math.inf
+    y1 = bottom - SEAM_SHIFT if bottom < shape[0] else math.inf
     core = (x0, y0, x1, y1)
     owned = BlockGraph(block)
     for node, pos in graph.nodes(data="pos"):
@@ -250,8 +259,11 @@ def _joined(seams: nx.MultiGraph, next_id: int, simplify_epsilon: float | None,
         nodes[ids[node]] = (float(x), float(y), simple.degree(node),
                             class_at(x, y) if class_at else -1)
     edges = [(ids[u], ids[v], _simplified(edge_polyline(simple, u, v), simplify_epsilon),
-              bool(gap)) for u, v, gap in simple.edges(data="gap", default=False)]
-    return Batch(nodes, edges)
+              bool(gap)) for u, v, gap in simple.edges(data="gap", default=False)
+             if polyline_length(simple.edges[u, v]["pts"]) > 0]
+    # A node made at a seam whose only edges had no length carries no road.
+    linked = {node for u, v, _, _ in edges for node in (u, v)}
+    return Batch({node: data for node, data in nodes.items() if node in linked}, edges)
 
 
 def _simple(seams: nx.MultiGraph) -> nx.Graph:
