@@ -26,8 +26,8 @@ SKELETON_KEYS = ("min_object_area", "hole_area", "spur_length", "junction_merge_
 and skeletonised into a graph (pixel names of `roads.graph.mask_to_graph`)."""
 
 REFERENCE_METRES_PER_PIXEL = 0.3
-"""SpaceNet's ground size: the metre defaults below equal the pixel values of earlier versions at
-0.3 m/px, and rasters of unknown ground size are taken to have it."""
+"""SpaceNet's ground size: the metre defaults below are the pixel defaults of `roads.graph`
+(chosen on SpaceNet) at 0.3 m/px, and rasters of unknown ground size are taken to have it."""
 
 
 def mean_pixel_size(pixel_size_m: tuple[float, float]) -> float:
@@ -48,8 +48,7 @@ class GraphSettings:
         simplify_epsilon_m: Ramer-Douglas-Peucker tolerance (0.6 m: 2 px at 0.3 m; null keeps
         the skeleton's pixel polylines); junction_merge_factor: a ratio of road widths.
     min_object_area, hole_area, spur_length, simplify_epsilon: the same in pixels; when given,
-        they win (a protocol stated in pixels, e.g. the authors' preset; configs of earlier
-        versions, whose values were pixels).
+        they win (a protocol stated in pixels, e.g. the authors' preset).
     border_margin_m: the margin of the road-end rule (`roads.ends`): a road end this close to the
         tile or no-data border, beyond the road's half-width, is a cut road, not a dead end (1.2 m:
         4 px at 0.3 m), for the labels and the connectivity method alike.
