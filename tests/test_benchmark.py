@@ -268,7 +268,8 @@ def test_every_script_runs_at_its_smallest_size(tiny_dataset, tmp_path, capsys):
                               "--seam-blocks", "256")
     assert json.loads(graph)["edges"] > 10 and json.loads(graph)["peak_rss_gib"] > 0
     seam = json.loads(stitched[0])
-    assert seam["junctions_and_ends_differing"] == 0 and seam["apls"] >= 0.99
+    assert seam["junctions_and_ends_differing"] == 0 and seam["apls_min"] >= 0.99
+    assert seam["topo_f1_min"] >= 0.99
 
 
 @pytest.mark.slow
