@@ -4,11 +4,15 @@
         --config configs/massachusetts-cpu.json [--split train] [--count 3] [--out docs/labels.jpg]
     python -m tools.figures graphs --image TILE --skeleton SKELETON.geojson \
         --connectivity CONNECTIVITY.geojson [--out docs/graphs.jpg]
+    python -m tools.figures seams --image SCENE --network OUT/<name>.geojson --block 512 \
+        [--out docs/seams.jpg]
 
 `labels`: real crops with their connectivity labels drawn over them (dead ends red, 3-way green,
 4-way blue), picked for having every kind of node. `graphs`: one tile's skeleton graph and
 connectivity graph over the image, with the gaps the connectivity method closed marked: the
 `graphs/<stem>.geojson` that `test.py` writes with `graph.method` skeleton and connectivity.
+`seams`: the road network that `tools.map_roads` wrote for a scene, over the scene, with the seams
+of its blocks drawn: roads run across them as one network.
 """
 import argparse
 import json
@@ -18,7 +22,7 @@ import cv2
 import numpy as np
 
 from data_loader.datasets import label_settings
-from data_loader.tiles import list_tiles, read_image, read_mask
+from data_loader.tiles import list_tiles, read_image, read_mask, read_raster
 from roads.classes import DEAD_END, FOUR_OR_MORE, PALETTE, ROAD, THREE_WAY
 from roads.labels import connectivity_labels
 from utils.config import read_json
@@ -74,6 +78,22 @@ def graph_picture(image: np.ndarray, graph_path: Path, to_pixel=None) -> np.ndar
     return picture
 
 
+def seams_picture(scene: Path, network: Path, block: int) -> np.ndarray:
+    """The scene with its road network (GeoJSON, lon/lat for a georeferenced scene) and the seams
+    of `block` px blocks, dashed white."""
+    raster = read_raster(scene)
+    to_pixel = raster.georeference.to_pixel if raster.georeference is not None else None
+    picture = graph_picture(raster.image, network, to_pixel)
+    height, width = picture.shape[:2]
+    for at in range(block, max(height, width), block):
+        for start in range(0, max(height, width), 24):
+            if at < width:
+                cv2.line(picture, (at, start), (at, min(start + 12, height)), (255, 255, 255), 2)
+            if at < height:
+                cv2.line(picture, (start, at), (min(start + 12, width), at), (255, 255, 255), 2)
+    return picture
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.figures",
                                      description=__doc__.split("\n\n")[0])
@@ -91,9 +111,16 @@ def main(argv: list[str] | None = None) -> None:
     graphs.add_argument("--connectivity", type=Path, required=True,
                         help="the same with graph.method connectivity")
     graphs.add_argument("--out", type=Path, default=Path("docs/graphs.jpg"))
+    seams = commands.add_parser("seams", help="a scene's network across its block seams")
+    seams.add_argument("--image", type=Path, required=True, help="the scene (one raster)")
+    seams.add_argument("--network", type=Path, required=True, help="<name>.geojson of map_roads")
+    seams.add_argument("--block", type=int, required=True, help="the --block of map_roads")
+    seams.add_argument("--out", type=Path, default=Path("docs/seams.jpg"))
     args = parser.parse_args(argv)
     if args.figure == "labels":
         figure = labels_figure(args.data, args.config, args.split, args.count)
+    elif args.figure == "seams":
+        figure = seams_picture(args.image, args.network, args.block)
     else:
         image = read_image(args.image)
         gap = np.full((image.shape[0], 8, 3), 255, np.uint8)
