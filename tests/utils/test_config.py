@@ -21,7 +21,7 @@ from utils.config import ConfigParser, Override, read_json
 from utils.errors import ConfigError
 from utils.settings import from_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OVERRIDES = [Override(["--lr"], float, "optimizer.args.lr"),
              Override(["--bs"], int, "data_loader.args.batch_size"),
              Override(["--epochs"], int, "trainer.epochs")]

@@ -9,7 +9,7 @@ from roads.classes import DEAD_END, FOUR_OR_MORE, ROAD
 from roads.connectivity_graph import ConnectivityGraphSettings, connectivity_graph
 from roads.graph import mask_to_graph
 from tests.conftest import drawn
-from tests.test_road_graph import assert_contract, degrees
+from tests.roads.test_road_graph import assert_contract, degrees
 
 SPACENET = (0.3, 0.3)
 OFF = {"junctions": False, "gap_closing": False, "spurs": False}

@@ -16,7 +16,7 @@ from data_loader.tiles import read_raster, stretch_to_uint8
 from roads.georeference import read_georeference
 from tools.spacenet import LABEL_NAME, assign_splits, tile_stem
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = Path("/work/shared/spacenet3-geojson-sample")
 SIZE = 130
 # The real label files cover 1300 px of 2.7e-6 deg: fake images cover them with 130 px of 2.7e-5.
@@ -189,7 +189,7 @@ def test_assign_splits_is_seeded_and_exhaustive():
     assert set(assign_splits(stems, "train", 0.1, 0.1, seed=0).values()) == {"train"}
 
 
-FIXTURE = Path(__file__).parent / "data" / "spacenet-vegas-pan"
+FIXTURE = REPO / "tests" / "data" / "spacenet-vegas-pan"
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,9 @@ from evaluation.graph_metrics.apls_spacenet import (
 )
 from evaluation.graph_metrics.tile import AplsSettings, score_tile
 from evaluation.graph_metrics.topo import TopoSettings
+from tests.conftest import REPO
 
-SAMPLE = Path(__file__).parent / "data" / "apls-sample"
+SAMPLE = REPO / "tests" / "data" / "apls-sample"
 EXPECTED = json.loads((SAMPLE / "expected.json").read_text())
 LON0, LAT0 = -115.2, 36.17
 

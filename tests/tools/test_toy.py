@@ -13,7 +13,7 @@ from roads.geo import read_road_lines, render_tile_mask
 from tools.toy.generate import PIXEL_SIZE_M, generate, tile_transform
 from tools.toy.roads import clip_polyline, road_network
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_command_writes_the_layout_deterministically(tmp_path):

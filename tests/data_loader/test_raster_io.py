@@ -25,7 +25,7 @@ from roads.geo import read_road_lines, render_tile_mask
 from roads.georeference import Georeference, read_georeference, write_cog
 from utils.errors import DataError
 
-DATA = Path(__file__).parent / "data" / "spacenet-vegas-pan"
+DATA = Path(__file__).resolve().parents[1] / "data" / "spacenet-vegas-pan"
 UTM = Affine(0.3, 0.0, 652_209.99, 0.0, -0.3, 4_000_000.0)
 
 
