@@ -23,7 +23,7 @@ from utils.checkpoint import load_checkpoint, load_model_state
 from utils.config import ConfigParser, write_json
 from utils.distributed import init_distributed, shutdown_distributed
 from utils.errors import ConfigError, run_cli
-from utils.settings import as_dict
+from utils.settings import as_dict, build
 
 logger = logging.getLogger("test")
 
@@ -89,8 +89,8 @@ def main(args: list[str] | None = None) -> None:
 def image_folder(folder: Path, config: ConfigParser) -> BaseDataLoader:
     """The images of a folder without truth, normalised as the config's training data."""
     args = config.arguments("data_loader", module_data)
-    dataset = ImageFolderDataset(folder, mean=args["mean"], std=args["std"],
-                                 bands=args["bands"], nodata_color=args["nodata_color"])
+    dataset = build(ImageFolderDataset, {key: args[key] for key in (
+        "mean", "std", "bands", "nodata_color")}, "data_loader.args", folder)
     return BaseDataLoader(dataset, batch_size=1, shuffle=False, num_workers=args["num_workers"],
                           training=False)
 

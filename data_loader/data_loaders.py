@@ -5,15 +5,19 @@ from pathlib import Path
 from base.base_data_loader import BaseDataLoader
 from data_loader.datasets import RoadDataset
 from data_loader.transforms import SPACENET_MEAN, SPACENET_STD
+from roads.labels import LabelSettings
 from utils.config import ConfigParser
-from utils.errors import ConfigError
+from utils.settings import build, check
+
+DEFAULT_LABELS = LabelSettings()
 
 
 class RoadDataLoader(BaseDataLoader):
     """Loader of a `<data_dir>/<split>/{images,masks}` dataset (Massachusetts, DeepGlobe style).
 
     `bands` and `nodata_color` say how images become RGB and which pixels are no-data
-    (see `RoadDataset`).
+    (see `RoadDataset`); `labels` is the config's `data_loader.args.labels` object, which the
+    config layer builds as `LabelSettings` (so that a run records every field it used).
 
     Training: batches of random crops, `crops_per_tile` per tile per epoch. Evaluation
     (`training=False`): whole tiles. `split_loader("val")` gives the evaluation loader of another
@@ -24,14 +28,13 @@ class RoadDataLoader(BaseDataLoader):
                  crop_size: int = 256, crops_per_tile: int = 8, shuffle: bool = True,
                  num_workers: int = 2, augment_p: float = 0.5,
                  mean: tuple[float, ...] = SPACENET_MEAN, std: tuple[float, ...] = SPACENET_STD,
-                 labels: dict | None = None, seed: int = 0, training: bool = True,
+                 labels: LabelSettings = DEFAULT_LABELS, seed: int = 0, training: bool = True,
                  label_cache_dir: str | None = None, bands: list[int] | None = None,
                  nodata_color: list[float] | None = None, metres_per_pixel: float | None = None,
                  graph: dict | None = None) -> None:
-        if not Path(data_dir).is_dir():
-            raise ConfigError(f"data_loader.args.data_dir: folder '{data_dir}' does not exist")
-        if batch_size < 1 or num_workers < 0:
-            raise ConfigError("data_loader.args: batch_size must be >= 1 and num_workers >= 0")
+        check(Path(data_dir).is_dir(), "data_dir", f"folder '{data_dir}' does not exist")
+        check(batch_size >= 1, "batch_size", f"must be >= 1, got {batch_size}")
+        check(num_workers >= 0, "num_workers", f"must be >= 0, got {num_workers}")
         self.data_dir = data_dir
         self.split = split
         self.dataset_args = dict(crop_size=crop_size, crops_per_tile=crops_per_tile,
@@ -57,7 +60,10 @@ class SpaceNetDataLoader(RoadDataLoader):
 
 def whole_tiles(config: ConfigParser, split: str) -> BaseDataLoader:
     """The whole tiles of `split` (images, truth, labels) as the config's loader reads them,
-    batch 1, in stem order: what `test.py` and the benchmarks evaluate."""
-    loader_class = config.find_type("data_loader", sys.modules[__name__])
-    return loader_class(**{**config["data_loader"]["args"], "split": split, "training": False,
-                           "batch_size": 1, "shuffle": False}, graph=config.section("graph"))
+    batch 1, in stem order: what `test.py` and the benchmarks evaluate. The config's arguments
+    are checked as `init_obj` checks them; a bad value is an error naming its key."""
+    module, graph = sys.modules[__name__], config.section("graph")
+    args = config.arguments("data_loader", module, graph=graph)
+    return build(config.find_type("data_loader", module),
+                 {**args, "split": split, "training": False, "batch_size": 1, "shuffle": False},
+                 "data_loader.args", graph=graph)

@@ -7,6 +7,7 @@ hands over each tile's GeoJSON and GeoTIFF paths, where it has them, for the APL
 import logging
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,8 +35,8 @@ from roads.classes import IGNORE_INDEX
 from roads.extraction import REFERENCE_METRES_PER_PIXEL, GraphSettings
 from roads.georeference import read_georeference
 from roads.labels import LabelParams, LabelSettings, quarter_mask
-from utils.errors import ConfigError, DataError
-from utils.settings import from_config
+from utils.errors import DataError
+from utils.settings import check, from_config
 
 logger = logging.getLogger("data")
 
@@ -45,22 +46,41 @@ LABEL_CACHE_DIR = Path(".cache") / "connectivity"
 def raster_options(bands: list[int] | None, nodata_color: list[float] | None) -> RasterOptions:
     """RasterOptions from the config's `data_loader.args.bands` and `nodata_color`."""
     for key, value in (("bands", bands), ("nodata_color", nodata_color)):
-        if value is not None and not isinstance(value, (list, tuple)):
-            raise ConfigError(f"data_loader.args.{key}: expected a list or null, got {value!r}")
-    try:
-        return RasterOptions(None if bands is None else tuple(bands),
-                             None if nodata_color is None else tuple(nodata_color))
-    except ValueError as error:
-        raise ConfigError(f"data_loader.args.{error}") from None
+        check(value is None or isinstance(value, (list, tuple)), key,
+              f"expected a list or null, got {value!r}")
+    return RasterOptions(None if bands is None else tuple(bands),
+                         None if nodata_color is None else tuple(nodata_color))
+
+
+class ImageReading(NamedTuple):
+    """How a dataset reads and normalises its images (`image_reading`)."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    raster_options: RasterOptions
+    metres_per_pixel: float | None
+
+
+def image_reading(mean: tuple[float, ...] = SPACENET_MEAN, std: tuple[float, ...] = SPACENET_STD,
+                  bands: list[int] | None = None, nodata_color: list[float] | None = None,
+                  metres_per_pixel: float | None = None) -> ImageReading:
+    """The loader arguments of the same names that say how images are read, checked: a bad one
+    raises `ValueError("std: ...")`, which the config layer reports under its key (`build`)."""
+    check(metres_per_pixel is None or metres_per_pixel > 0, "metres_per_pixel",
+          f"must be > 0, got {metres_per_pixel}")
+    return ImageReading(channel_stats(mean, "mean"), channel_stats(std, "std"),
+                        raster_options(bands, nodata_color), metres_per_pixel)
 
 
 _warned_keys: set[str] = set()
 
 
-def label_settings(labels: dict | None, graph: dict | None) -> tuple[LabelSettings, GraphSettings]:
-    """The label and graph settings of a config's `data_loader.args.labels` and `graph`."""
-    return (from_config(LabelSettings, labels, "data_loader.args.labels"),
-            from_config(GraphSettings, graph, "graph"))
+def label_settings(labels: LabelSettings | dict | None, graph: dict | None
+                   ) -> tuple[LabelSettings, GraphSettings]:
+    """The label and graph settings of a config's `data_loader.args.labels` (built already, or
+    its JSON object) and `graph`."""
+    if not isinstance(labels, LabelSettings):
+        labels = from_config(LabelSettings, labels, "data_loader.args.labels")
+    return labels, from_config(GraphSettings, graph, "graph")
 
 
 class RoadDataset(Dataset):
@@ -97,29 +117,26 @@ class RoadDataset(Dataset):
     def __init__(self, data_dir: str | Path, split: str = "train", training: bool = True,
                  crop_size: int = 256, crops_per_tile: int = 1, augment_p: float = 0.5,
                  mean: tuple[float, ...] = SPACENET_MEAN, std: tuple[float, ...] = SPACENET_STD,
-                 labels: dict | None = None, seed: int = 0,
+                 labels: LabelSettings | dict | None = None, seed: int = 0,
                  label_cache_dir: str | Path | None = None, bands: list[int] | None = None,
                  nodata_color: list[float] | None = None, graph: dict | None = None,
                  metres_per_pixel: float | None = None) -> None:
         self.data_dir = Path(data_dir)
-        self.raster_options = raster_options(bands, nodata_color)
+        self.mean, self.std, self.raster_options, self.metres_per_pixel = image_reading(
+            mean, std, bands, nodata_color, metres_per_pixel)
         self.split = split
         self.training = training
         self.crops_per_tile = crops_per_tile if training else 1
-        if self.crops_per_tile < 1:
-            raise ConfigError(f"data_loader.args.crops_per_tile: {crops_per_tile} must be >= 1")
-        self.mean, self.std = channel_stats(mean, "mean"), channel_stats(std, "std")
+        check(self.crops_per_tile >= 1, "crops_per_tile", f"{crops_per_tile} must be >= 1")
         self.seed = seed
-        if metres_per_pixel is not None and not metres_per_pixel > 0:
-            raise ConfigError(f"data_loader.args.metres_per_pixel: must be > 0, got {metres_per_pixel}")
-        self.metres_per_pixel = metres_per_pixel
+        # Augmentation names the probability `p`; this check names the parameter given here.
+        check(0.0 <= augment_p <= 1.0, "augment_p", f"{augment_p} must lie in [0, 1]")
         self.augmentation = Augmentation(crop_size, augment_p) if training else None
         self.tiles = list_tiles(self.data_dir / split, require_masks=True)
         for tile in self.tiles:
             height, width = check_tile(tile, self.raster_options)
-            if training and min(height, width) < crop_size:
-                raise ConfigError(f"data_loader.args.crop_size: {crop_size} is larger than "
-                                  f"{tile.image_path} ({height}x{width})")
+            check(not training or min(height, width) >= crop_size, "crop_size",
+                  f"{crop_size} is larger than {tile.image_path} ({height}x{width})")
         self.label_cache_dir = Path(self.data_dir / LABEL_CACHE_DIR if label_cache_dir is None
                                     else label_cache_dir)
         self.label_settings, self.graph_settings = label_settings(labels, graph)
@@ -269,8 +286,8 @@ class ImageFolderDataset(Dataset):
                             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.paths:
             raise DataError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
-        self.mean, self.std = channel_stats(mean, "mean"), channel_stats(std, "std")
-        self.raster_options = raster_options(bands, nodata_color)
+        self.mean, self.std, self.raster_options, _ = image_reading(mean, std, bands,
+                                                                    nodata_color)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -286,7 +303,6 @@ def channel_stats(values, key: str) -> tuple[float, float, float]:
     numbers = (isinstance(values, (list, tuple)) and len(values) == 3
                and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                        and math.isfinite(v) for v in values))
-    if not numbers or (key == "std" and min(values) <= 0):
-        raise ConfigError(f"data_loader.args.{key}: expected 3 {'positive ' * (key == 'std')}"
-                          f"numbers (R, G, B), got {str(values)[:80]}")
+    check(numbers and (key != "std" or min(values) > 0), key,
+          f"expected 3 {'positive ' * (key == 'std')}numbers (R, G, B), got {str(values)[:80]}")
     return tuple(float(v) for v in values)

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from roads.labels import QUARTER
-from utils.errors import ConfigError
+from utils.settings import check
 
 SPACENET_MEAN = (0.334, 0.329, 0.326)
 SPACENET_STD = (0.161, 0.153, 0.144)
@@ -44,10 +44,8 @@ def random_crop(sample: LabelledImage, crop_size: int, rng: np.random.Generator)
     """A crop_size x crop_size window whose offsets are multiples of 4, so the quarter labels
     crop at exactly offset/4 and cover the same ground."""
     height, width = sample.mask.shape
-    if height < crop_size or width < crop_size:
-        raise ConfigError(
-            f"data_loader.args.crop_size: {crop_size} is larger than a {height}x{width} tile"
-        )
+    check(height >= crop_size and width >= crop_size, "crop_size",
+          f"{crop_size} is larger than a {height}x{width} tile")
     row = QUARTER * int(rng.integers(0, (height - crop_size) // QUARTER + 1))
     col = QUARTER * int(rng.integers(0, (width - crop_size) // QUARTER + 1))
     full = np.s_[row : row + crop_size, col : col + crop_size]
@@ -97,13 +95,10 @@ class Augmentation:
     value_shift: int = 15
 
     def __post_init__(self):
-        if self.crop_size <= 0 or self.crop_size % CROP_MULTIPLE:
-            raise ConfigError(
-                f"data_loader.args.crop_size: {self.crop_size} must be a positive multiple of "
-                f"{CROP_MULTIPLE} (the network downsamples by 32)"
-            )
-        if not 0.0 <= self.p <= 1.0:
-            raise ConfigError(f"data_loader.args.augment_p: {self.p} must lie in [0, 1]")
+        check(self.crop_size > 0 and self.crop_size % CROP_MULTIPLE == 0, "crop_size",
+              f"{self.crop_size} must be a positive multiple of {CROP_MULTIPLE} (the network "
+              "downsamples by 32)")
+        check(0.0 <= self.p <= 1.0, "p", f"{self.p} must lie in [0, 1]")
 
     def __call__(self, sample: LabelledImage, rng: np.random.Generator) -> LabelledImage:
         sample = random_crop(sample, self.crop_size, rng)

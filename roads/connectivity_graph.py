@@ -52,6 +52,7 @@ from roads.graph import (
     skeleton_of,
 )
 from roads.polyline import oriented, polyline_length, without_repeats
+from utils.settings import check
 
 
 @dataclass(frozen=True)
@@ -112,19 +113,17 @@ class ConnectivityGraphSettings:
         for field in fields(self):
             value = getattr(self, field.name)
             if field.type is bool:
-                if not isinstance(value, bool):
-                    raise ValueError(f"{field.name}: expected true or false, got {value!r}")
-            elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{field.name}: expected a number >= 0, got {value!r}")
+                check(isinstance(value, bool), field.name, f"expected true or false, got {value!r}")
+            else:
+                check(isinstance(value, (int, float)) and not isinstance(value, bool)
+                      and value >= 0, field.name, f"expected a number >= 0, got {value!r}")
         for name in ("max_gap_m", "tangent_length_m"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
-        if not 0 < self.max_angle_deg <= 180:
-            raise ValueError(f"max_angle_deg: must be in (0, 180], got {self.max_angle_deg}")
-        if self.min_detour < 1:
-            raise ValueError(f"min_detour: must be >= 1, got {self.min_detour}")
-        if not 0 < self.min_probability <= 1:
-            raise ValueError(f"min_probability: must be in (0, 1], got {self.min_probability}")
+            check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        check(0 < self.max_angle_deg <= 180, "max_angle_deg",
+              f"must be in (0, 180], got {self.max_angle_deg}")
+        check(self.min_detour >= 1, "min_detour", f"must be >= 1, got {self.min_detour}")
+        check(0 < self.min_probability <= 1, "min_probability",
+              f"must be in (0, 1], got {self.min_probability}")
 
 
 def connectivity_graph(road_probability: np.ndarray, road_mask: np.ndarray,

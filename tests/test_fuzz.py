@@ -349,8 +349,8 @@ def test_found_config_bugs_give_one_line_naming_the_file(tmp_path, data):
 
 @pytest.mark.parametrize("mean", [[0.3, 0.3, "text"], 3, [0.3, float("nan"), 0.3], [[1], 2, 3],
                                   [True, 0.3, 0.3]])
-def test_channel_stats_that_are_not_three_numbers_name_the_key(mean):
-    with pytest.raises(ConfigError, match=r"^data_loader\.args\.mean: expected 3 numbers"):
+def test_channel_stats_that_are_not_three_numbers_name_the_parameter(mean):
+    with pytest.raises(ValueError, match=r"^mean: expected 3 numbers"):
         channel_stats(mean, "mean")
 
 

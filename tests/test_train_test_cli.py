@@ -28,6 +28,8 @@ def test_training_writes_checkpoints_config_and_tensorboard(config_file, tmp_pat
         "num_stacks": 2, "depth": 3, "num_blocks": 1, "num_feats": 16, "block": "ga"}}
     assert resolved["loss"]["args"]["conn_weight"] == 1.0
     assert resolved["data_loader"]["args"]["crop_size"] == 64
+    assert resolved["data_loader"]["args"]["labels"] == {"disk_margin_m": 0.9,
+                                                         "min_quarter_radius": 1.0}
     assert resolved["predictor"]["threshold"] == 0.5
     assert resolved["metrics"]["apls"]["mode"] == "ours" and resolved["metrics"]["rho"] == 3
     assert resolved["graph"]["connectivity"]["max_gap_m"] == 30.0

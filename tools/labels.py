@@ -26,6 +26,7 @@ from roads.classes import colorize
 from roads.labels import connectivity_labels
 from utils.config import read_json
 from utils.errors import ConfigError, DataError, run_cli
+from utils.settings import build
 
 
 def _write(path: Path, labels: np.ndarray, color: bool) -> None:
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     tiles = derived = 0
     for split in split_names(args.precompute, args.split):
-        dataset = RoadDataset(args.precompute, split, training=False, graph=graph, **loader_args)
+        dataset = build(RoadDataset, loader_args, "data_loader.args", args.precompute, split,
+                        training=False, graph=graph)
         tiles += len(dataset.tiles)
         derived += precompute(dataset, args.workers)
     seconds = time.perf_counter() - start

@@ -15,8 +15,9 @@ import argparse
 import logging
 from pathlib import Path
 
+import data_loader.data_loaders as module_data
 import model.network as module_arch
-from data_loader.datasets import channel_stats, raster_options
+from data_loader.datasets import image_reading
 from evaluation.pipeline import evaluation_settings
 from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
 from mapping.pipeline import DEFAULT_BLOCK, Scene, map_scene
@@ -25,6 +26,7 @@ from utils.checkpoint import load_checkpoint, load_model_state
 from utils.config import ConfigParser
 from utils.distributed import init_distributed, shutdown_distributed
 from utils.errors import run_cli
+from utils.settings import build
 
 
 def main(args: list[str] | None = None) -> None:
@@ -49,14 +51,15 @@ def main(args: list[str] | None = None) -> None:
     predictor_settings = config.settings(PredictorSettings, "predictor",
                                          **({"tta": True} if options.tta else {}))
     settings = evaluation_settings(config)
-    loader = config["data_loader"]["args"]
-    mean, std = channel_stats(loader["mean"], "mean"), channel_stats(loader["std"], "std")
+    # The training data's reading and normalisation, checked as the loader checks them.
+    loader = config.arguments("data_loader", module_data)
+    reading = build(image_reading, {key: loader[key] for key in (
+        "mean", "std", "bands", "nodata_color", "metres_per_pixel")}, "data_loader.args")
     context = init_distributed()
     logging.basicConfig(level=logging.INFO if context.is_main else logging.WARNING,
                         format="%(message)s", force=True)
     try:
-        with Mosaic.open(options.scene, raster_options(loader.get("bands"),
-                                                       loader.get("nodata_color"))) as mosaic:
+        with Mosaic.open(options.scene, reading.raster_options) as mosaic:
             network = config.init_obj("arch", module_arch)
             load_model_state(network, load_checkpoint(config.resume), config.resume)
             network.to(context.device)
@@ -68,14 +71,14 @@ def main(args: list[str] | None = None) -> None:
                 return raster.image, raster.valid
 
             scene = Scene(mosaic.shape, mosaic.georeference, read)
-            metres = loader.get("metres_per_pixel")
+            metres = reading.metres_per_pixel
             pixel_size_m = (mosaic.georeference.pixel_size_m() if mosaic.georeference
                             else (metres, metres) if metres else None)
             parameters = {"scene": str(options.scene.resolve()), "shape": list(mosaic.shape),
                           "checkpoint": str(Path(config.resume).resolve()),
                           "block": options.block, "threshold": predictor_settings.threshold,
                           "tta": predictor_settings.tta}
-            map_scene(scene, predictor, mean, std, settings.graph,
+            map_scene(scene, predictor, reading.mean, reading.std, settings.graph,
                       pixel_size_m, options.out, options.name or options.scene.stem,
                       options.block, options.halo, parameters, context, options.keep_work)
     finally:

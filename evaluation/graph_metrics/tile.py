@@ -21,6 +21,7 @@ tile's ground size is known, else in pixels.
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import networkx as nx
 import numpy as np
@@ -30,6 +31,9 @@ from evaluation.graph_metrics.apls import apls
 from evaluation.graph_metrics.core import RoadArrays
 from evaluation.graph_metrics.topo import TopoSettings, topo
 from roads.graph import lines_to_graph
+from utils.settings import check
+
+Units = Literal["pixels", "metres"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class Preset:
     snap: float
     min_path: float
     curved_eps: float
-    units: str
+    units: Units
 
 
 APLS_PRESETS = {
@@ -48,6 +52,9 @@ APLS_PRESETS = {
     "authors": Preset(20.0, 10.0, 3.0, 0.03, "pixels"),
 }
 """The named presets; the distances of `ours` and `authors` hold in pixels or in metres."""
+
+PresetName = Literal[tuple(APLS_PRESETS)]
+"""The names of `APLS_PRESETS`, the choices of `AplsSettings.mode` that a config may name."""
 
 DEFAULT_TOPO = TopoSettings()
 
@@ -64,34 +71,33 @@ class AplsSettings:
     preset's); metres_per_pixel: ground size for rasters without georeference (a georeferenced
     tile's per-axis `pixel_size_m` takes precedence; setting it alone implies metres).
     """
-    mode: str = "ours"
+    mode: PresetName = "ours"
     delta: float | None = None
     snap: float | None = None
     min_path: float | None = None
     curved_eps: float | None = None
-    units: str | None = None
+    units: Units | None = None
     metres_per_pixel: float | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in APLS_PRESETS:
-            raise ValueError(f"mode: must be one of {', '.join(APLS_PRESETS)}, got {self.mode!r}")
+        check(self.mode in APLS_PRESETS, "mode",
+              f"must be one of {', '.join(APLS_PRESETS)}, got {self.mode!r}")
         for name, minimum in (("delta", None), ("snap", 0.0), ("min_path", 0.0),
                               ("metres_per_pixel", None)):
             value = getattr(self, name)
             if value is None:
                 continue
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise ValueError(f"{name}: must be a finite number, got {value!r}")
-            if (minimum is None and value <= 0) or (minimum is not None and value < minimum):
-                raise ValueError(f"{name}: must be {'> 0' if minimum is None else '>= 0'}, "
-                                 f"got {value}")
-        if self.curved_eps is not None and not (isinstance(self.curved_eps, (int, float))
-                                                and math.isfinite(self.curved_eps)):
-            raise ValueError(f"curved_eps: must be a finite number, got {self.curved_eps!r}")
-        if self.units not in (None, "pixels", "metres"):
-            raise ValueError(f"units: must be 'pixels' or 'metres', got {self.units!r}")
-        if self.mode == "spacenet" and self.units == "pixels":
-            raise ValueError("units: the spacenet mode works in metres")
+            check(isinstance(value, (int, float)) and math.isfinite(value), name,
+                  f"must be a finite number, got {value!r}")
+            check(value > 0 if minimum is None else value >= minimum, name,
+                  f"must be {'> 0' if minimum is None else '>= 0'}, got {value}")
+        check(self.curved_eps is None or (isinstance(self.curved_eps, (int, float))
+                                          and math.isfinite(self.curved_eps)), "curved_eps",
+              f"must be a finite number, got {self.curved_eps!r}")
+        check(self.units is None or self.units in get_args(Units), "units",
+              f"must be 'pixels' or 'metres', got {self.units!r}")
+        check(not (self.mode == "spacenet" and self.units == "pixels"), "units",
+              "the spacenet mode works in metres")
 
     @property
     def resolved_units(self) -> str:

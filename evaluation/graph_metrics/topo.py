@@ -28,6 +28,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from evaluation.graph_metrics.core import RoadArrays
+from utils.settings import check
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,10 @@ class TopoSettings:
     def __post_init__(self) -> None:
         for name in ("hole_size", "interval", "subgraph_radius"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: must be a positive number, got {value!r}")
-        if not (isinstance(self.max_origins, int) and self.max_origins >= 1):
-            raise ValueError(f"max_origins: must be an integer >= 1, got {self.max_origins!r}")
+            check(isinstance(value, (int, float)) and math.isfinite(value) and value > 0, name,
+                  f"must be a positive number, got {value!r}")
+        check(isinstance(self.max_origins, int) and self.max_origins >= 1, "max_origins",
+              f"must be an integer >= 1, got {self.max_origins!r}")
 
     def scaled(self, factor: float) -> "TopoSettings":
         """The same settings with every distance multiplied by `factor` (e.g. metres -> pixels)."""

@@ -14,6 +14,7 @@ from data_loader.data_loaders import RoadDataLoader, SpaceNetDataLoader
 from data_loader.datasets import ImageFolderDataset, RoadDataset
 from roads.labels import connectivity_labels, quarter_mask
 from utils.errors import ConfigError, DataError
+from utils.settings import arguments, build
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 CROP = 64
@@ -189,23 +190,34 @@ def test_evaluation_shards_hold_every_item_once():
     assert shards == [[0, 3, 6], [1, 4], [2, 5]]
 
 
+def configured(args: dict) -> SpaceNetDataLoader:
+    """The loader as `ConfigParser.init_obj` builds it from the config's `data_loader.args`."""
+    key = "data_loader.args"
+    return build(SpaceNetDataLoader, arguments(SpaceNetDataLoader, args, key), key)
+
+
 def test_config_errors_name_the_key(data_dir, tmp_path):
-    with pytest.raises(ConfigError, match=r"data_loader\.args\.data_dir: folder '.*nowhere'"):
-        SpaceNetDataLoader(**loader_args(tmp_path / "nowhere"))
-    with pytest.raises(ConfigError, match=r"data_loader\.args\.labels\.disk_margn_m.*disk_margin"):
-        SpaceNetDataLoader(**loader_args(data_dir, labels={"disk_margn_m": 3}))
-    with pytest.raises(ConfigError, match=r"data_loader\.args\.crop_size: 160 is larger"):
-        SpaceNetDataLoader(**loader_args(data_dir, crop_size=160))
-    with pytest.raises(ConfigError, match=r"data_loader\.args\.crop_size: 48 must be"):
+    # The loader names its parameter ("crop_size: ..."); the config layer adds the key.
+    with pytest.raises(ValueError, match=r"^crop_size: 48 must be"):
         SpaceNetDataLoader(**loader_args(data_dir, crop_size=48))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.data_dir': folder '.*nowhere'"):
+        configured(loader_args(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.labels\.disk_margn_m.*disk_margin"):
+        configured(loader_args(data_dir, labels={"disk_margn_m": 3}))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.crop_size': 160 is larger"):
+        configured(loader_args(data_dir, crop_size=160))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.crop_size': 48 must be"):
+        configured(loader_args(data_dir, crop_size=48))
     with pytest.raises(ConfigError, match=r"data_loader\.args\.std"):
-        SpaceNetDataLoader(**loader_args(data_dir, std=[0.1, 0.0, 0.1]))
-    with pytest.raises(ConfigError, match=r"data_loader\.args\.bands: expected 3"):
-        SpaceNetDataLoader(**loader_args(data_dir, bands=[0, 1, 2]))
-    with pytest.raises(ConfigError, match=r"data_loader\.args\.nodata_color: expected a list"):
-        SpaceNetDataLoader(**loader_args(data_dir, nodata_color=255))
+        configured(loader_args(data_dir, std=[0.1, 0.0, 0.1]))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.augment_p': 1.5 must lie"):
+        configured(loader_args(data_dir, augment_p=1.5))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.bands': expected 3"):
+        configured(loader_args(data_dir, bands=[0, 1, 2]))
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.nodata_color' expects an array"):
+        configured(loader_args(data_dir, nodata_color=255))
     with pytest.raises(DataError, match=r"t0\.tif: bands \[4, 2, 1\] selects band 4"):
-        SpaceNetDataLoader(**loader_args(data_dir, bands=[4, 2, 1]))
+        configured(loader_args(data_dir, bands=[4, 2, 1]))
 
 
 def test_bad_tile_fails_at_construction(tmp_path):

@@ -161,6 +161,7 @@ def test_run_folders_follow_save_dir_and_record_every_value_read(tmp_path):
     settings = config.settings(TrainerSettings, "trainer")
     config.settings(PredictorSettings, "predictor")
     config.init_obj("optimizer", torch.optim, [torch.zeros(1, requires_grad=True)])
+    config.arguments("data_loader", module_data)
     config.place_run(settings.save_dir)
     config.prepare_run_dirs()
     assert config.save_dir == tmp_path / "models" / "toy-spacenet" / config.run_id
@@ -176,6 +177,8 @@ def test_run_folders_follow_save_dir_and_record_every_value_read(tmp_path):
     assert resolved["optimizer"]["type"] == "Adam"
     assert resolved["optimizer"]["args"]["lr"] == 0.001
     assert resolved["optimizer"]["args"]["betas"] == [0.9, 0.999]
+    # Nested settings are recorded field by field, the defaults of the labels included.
+    assert resolved["data_loader"]["args"]["labels"] == dataclasses.asdict(LabelSettings())
     assert (config.log_dir / "info.log").exists()
 
 
