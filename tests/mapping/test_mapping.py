@@ -4,13 +4,16 @@ import json
 
 import cv2
 import numpy as np
+import pyogrio
 import pytest
 import rasterio
+import torch
 
 from mapping import pipeline
 from mapping.stitch import block_graph as real_block_graph
-from roads.georeference import Georeference
-from tests.conftest import run_command
+from model.network import StackedHourglassRoadNet
+from roads.georeference import Georeference, write_geotiff
+from tests.conftest import REPO, run_command
 from tools import graph_roads
 from utils.errors import UserError
 
@@ -144,3 +147,68 @@ def test_torchrun_two_processes_write_what_one_process_writes(tmp_path, roads_ra
         outputs[name] = tmp_path / name
     for kind in ("roads.geojson", "roads.graphml"):
         assert (outputs["one"] / kind).read_text() == (outputs["two"] / kind).read_text(), kind
+
+
+@pytest.fixture
+def mosaic_and_checkpoint(tmp_path):
+    """A 2 x 2 mosaic of 96 x 128 px RGB GeoTIFFs (roads drawn across their borders), and a tiny
+    network with random weights in a checkpoint with config.json's settings."""
+    picture = np.full((192, 256, 3), 90, np.uint8)
+    cv2.line(picture, (0, 100), (255, 80), (200, 200, 200), 9)
+    cv2.line(picture, (120, 0), (140, 191), (200, 200, 200), 9)
+    folder = tmp_path / "mosaic"
+    folder.mkdir()
+    for row in (0, 96):
+        for col in (0, 128):
+            tile = Georeference.north_up_lonlat(LON0 + col * STEP, LAT0 - row * STEP, STEP, STEP,
+                                                (96, 128))
+            write_geotiff(folder / f"tile_{row}_{col}.tif", picture[row:row + 96, col:col + 128],
+                          tile)
+    config = json.loads((REPO / "config.json").read_text())
+    config["arch"]["args"].update(num_blocks=1, num_feats=16)
+    config["predictor"] = {"window": 64, "margin": 8, "precision": "fp32"}
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "tiny.pth"
+    torch.save({"state_dict": StackedHourglassRoadNet(**config["arch"]["args"]).state_dict(),
+                "config": config}, checkpoint)
+    return folder, checkpoint
+
+
+def map_command(folder, checkpoint, out, *launcher: str):
+    result = run_command(*launcher, "-m", "tools.map_roads", "-r", str(checkpoint), str(folder),
+                         "--out", str(out), "--block", "64", timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_a_mosaic_becomes_one_network_and_georeferenced_rasters(tmp_path, mosaic_and_checkpoint):
+    folder, checkpoint = mosaic_and_checkpoint
+    map_command(folder, checkpoint, tmp_path / "out")
+    out = tmp_path / "out"
+    assert sorted(path.name for path in out.iterdir()) == [
+        "mosaic-conn.tif", "mosaic-mask.tif", "mosaic-prob.tif", "mosaic.geojson", "mosaic.gpkg",
+        "mosaic.graphml"]
+    for kind in ("prob", "mask", "conn"):
+        with rasterio.open(out / f"mosaic-{kind}.tif") as raster:
+            assert (raster.height, raster.width) == (192, 256)
+            assert raster.crs.to_epsg() == 4326
+            assert raster.transform.c == pytest.approx(LON0)
+            assert raster.transform.f == pytest.approx(LAT0)
+    layers = {name for name, _ in pyogrio.list_layers(out / "mosaic.gpkg")}
+    assert layers == {"roads", "junctions", "dead_ends"}
+    roads = features(out / "mosaic.geojson")
+    assert len(roads) == pyogrio.read_info(out / "mosaic.gpkg", layer="roads")["features"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_map_what_one_process_maps(tmp_path, mosaic_and_checkpoint):
+    folder, checkpoint = mosaic_and_checkpoint
+    map_command(folder, checkpoint, tmp_path / "one")
+    map_command(folder, checkpoint, tmp_path / "two", "-m", "torch.distributed.run",
+                "--standalone", "--nproc_per_node=2")
+    for kind in ("mosaic.geojson", "mosaic.graphml"):
+        assert (tmp_path / "one" / kind).read_text() == (tmp_path / "two" / kind).read_text()
+    for kind in ("prob", "mask", "conn"):
+        with rasterio.open(tmp_path / "one" / f"mosaic-{kind}.tif") as one, \
+                rasterio.open(tmp_path / "two" / f"mosaic-{kind}.tif") as two:
+            np.testing.assert_array_equal(one.read(), two.read())
