@@ -220,9 +220,9 @@ def write_cog(path: Path, array: np.ndarray, georeference: Georeference, *,
     profile = _profile(array, georeference) | {"nodata": nodata}
     with MemoryFile() as memory:
         with memory.open(**profile) as dataset:
-            dataset.write(array if array.ndim == 3 else array[None])
-            if colormap is not None:
+            if colormap is not None:  # before the pixels: GDAL cannot change it after
                 dataset.write_colormap(1, {value: (*rgb, 255) for value, rgb in colormap.items()})
+            dataset.write(array if array.ndim == 3 else array[None])
         with memory.open() as dataset:
             rasterio.shutil.copy(dataset, Path(path), driver="COG", compress="deflate",
                                  blocksize=512, overview_resampling=resampling)
