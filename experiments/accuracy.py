@@ -23,6 +23,9 @@ It prints each side's mean and standard deviation and the paired differences wit
 t-interval, and how many pairs would make the interval exclude zero at the observed effect.
 A run whose `outcome.json` exists is not run again; a run interrupted in training resumes from
 its newest checkpoint (`train.py -r RUN_FOLDER`), so the driver can be stopped and restarted.
+`--record DIR` keeps each finished run's outcome as one small JSON file apart from the checkpoints
+(experiments/results/ holds the committed ones); `--report` prints the tables of the runs recorded
+there without running anything.
 """
 import argparse
 import json
@@ -245,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a config change for every run")
     parser.add_argument("--out", type=Path, default=REPO / "saved" / "accuracy",
                         help="folder of the runs and of results.json")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: print the tables of the runs found in --record")
     parser.add_argument("--record", type=Path,
                         help="folder of one small JSON outcome per finished run, kept apart from "
                              "the checkpoints so that it can be committed; runs recorded there "
@@ -262,11 +267,16 @@ def main(argv: list[str] | None = None) -> None:
                                    f"data_loader.args.data_dir={json.dumps(str(tiles.parent))}"]
     outcomes = []
     for index, run in enumerate(runs):
-        print(f"== {run.name} ({index + 1}/{len(runs)})", file=sys.stderr, flush=True)
         # Named by the run alone, so that a restarted driver finds the runs it has done.
         slug = run.name.replace(" ", "_").replace(",", "")
         save_dir = args.out / slug
         done = args.record / f"{slug}.json" if args.record else None
+        if args.report:
+            if done is not None and done.exists():
+                saved = json.loads(done.read_text())
+                outcomes.append(Outcome(run, saved["minutes"], saved["metrics"]))
+            continue
+        print(f"== {run.name} ({index + 1}/{len(runs)})", file=sys.stderr, flush=True)
         thresholds = {f"threshold {value}": ["--set", f"predictor.threshold={value}"]
                       for value in (args.threshold if index == 0 else ())}
         outcomes.append(train_and_test(args.config, run, save_dir, args.epochs,

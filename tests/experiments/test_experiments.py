@@ -1,5 +1,15 @@
 """The claims statistics of experiments/accuracy.py on outcomes with known answers."""
-from experiments.accuracy import CLAIMS, Outcome, Run, claim_runs, interval, paired_differences
+import json
+
+from experiments.accuracy import (
+    CLAIMS,
+    Outcome,
+    Run,
+    claim_runs,
+    interval,
+    main,
+    paired_differences,
+)
 
 
 def test_claim_runs_pair_the_seeds():
@@ -31,3 +41,21 @@ def test_paired_differences_match_seeds():
     assert "| 2 |" in apls and "0.650 ± 0.071" in apls and "+0.150" in apls
     road = next(row for row in rows if "| road_iou |" in row)
     assert "+0.000 [+0.000, +0.000]" in road
+
+
+def test_report_prints_the_recorded_runs_without_running_anything(tmp_path, capsys):
+    scores = {"paper": (0.50, 0.80, 0.52, 0.30), "segmentation only": (0.48, 0.79, 0.45, 0.25)}
+    for seed in (0, 1):
+        for name, (iou, relaxed, apls_score, topo) in scores.items():
+            metrics = {"road_iou": iou + seed / 100, "f1": 0.6, "relaxed_f1": relaxed,
+                       "conn_miou": 0.3, "apls": apls_score + seed / 50, "topo_f1": topo}
+            slug = f"{name}_seed_{seed}".replace(" ", "_")
+            (tmp_path / f"{slug}.json").write_text(json.dumps(
+                {"run": f"{name}, seed {seed}", "sets": [], "minutes": 20.0,
+                 "metrics": {"ours": metrics}}))
+    main(["--config", "configs/massachusetts-cpu.json", "--claims", "task", "--seeds", "3",
+          "--record", str(tmp_path), "--report", "--out", str(tmp_path / "never")])
+    printed = capsys.readouterr().out
+    assert not (tmp_path / "never").exists()
+    apls_row = next(line for line in printed.splitlines() if "| ours | apls |" in line)
+    assert "| 2 |" in apls_row and "+0.070 [+0.070, +0.070] paper better" in apls_row
