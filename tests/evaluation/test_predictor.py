@@ -137,15 +137,20 @@ def test_tta_of_pointwise_model_equals_plain(image):
     torch.testing.assert_close(tta, plain)
 
 
-def test_tta_averages_undone_predictions_of_each_transform(image):
-    model = ConvNet(3)
-    tta_seg, tta_conn = predict(model, image, tta=True)
+def assert_tta_mean(model, image, tta_seg, tta_conn) -> None:
+    """The TTA logits are the mean of the 8 transformed predictions, each undone."""
     seg = conn = 0
     for transform in D4_TRANSFORMS:
         s, c = whole_image(model, transform.apply(image))
         seg, conn = seg + transform.undo(s), conn + transform.undo(c)
     torch.testing.assert_close(tta_seg, seg / 8)
     torch.testing.assert_close(tta_conn, conn / 8)
+
+
+def test_tta_averages_undone_predictions_of_each_transform(image):
+    model = ConvNet(3)
+    tta_seg, tta_conn = predict(model, image, tta=True)
+    assert_tta_mean(model, image, tta_seg, tta_conn)
     assert not torch.allclose(tta_seg, whole_image(model, image)[0], atol=1e-4)
 
 
@@ -182,12 +187,7 @@ def test_tta_of_a_non_square_window_batches_each_transformed_shape_apart():
     image = torch.randn(3, 50, 90, generator=torch.Generator().manual_seed(3))
     tta_seg, tta_conn = predict(model, image, tta=True, batch_size=8)
     assert [shape for shape, _, _ in model.calls] == [(4, 3, 50, 90), (4, 3, 90, 50)]
-    seg = conn = 0
-    for transform in D4_TRANSFORMS:
-        s, c = whole_image(model, transform.apply(image))
-        seg, conn = seg + transform.undo(s), conn + transform.undo(c)
-    torch.testing.assert_close(tta_seg, seg / 8)
-    torch.testing.assert_close(tta_conn, conn / 8)
+    assert_tta_mean(model, image, tta_seg, tta_conn)
 
 
 def test_tta_result_does_not_depend_on_the_batch_size(image):
