@@ -11,20 +11,18 @@ as `RasterSource` reads it.
 A city is thousands of tiles: a read opens only the tiles its window meets, found from their
 extents in pixels, and keeps at most `max_open` of them open (least recently used closed first).
 Tiles that are not 8-bit share one stretch (`stretch_limits`), from a decimated read of every
-tile, so that brightness does not jump at tile borders. `MosaicSource` serves the predictor.
+tile, so that brightness does not jump at tile borders.
 """
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyproj
-import torch
 from affine import Affine
 
 from data_loader import tiles
 from data_loader.tiles import IMAGE_SUFFIXES, RasterImage, RasterOptions, RasterSource
-from data_loader.transforms import normalize
 from roads.georeference import Georeference, open_raster
 from utils.errors import DataError
 
@@ -40,9 +38,6 @@ sizes stored as decimal text, far below a pixel over a city)."""
 
 GRID_TOLERANCE = 1e-3
 """Largest distance (pixels) between a tile's origin and the grid of the first tile."""
-
-VALID_WINDOWS = 32
-"""Windows whose validity `MosaicSource` keeps for `valid`: more than a predictor batch holds."""
 
 
 @dataclass(frozen=True)
@@ -275,44 +270,3 @@ def _place(folder: Path, tile_list: list[_Tile]) -> tuple[np.ndarray, Georeferen
     shape = tuple(int(v) for v in extents[:, 2:].max(axis=0))
     transform = reference.transform @ Affine.translation(int(top_left[1]), int(top_left[0]))
     return extents, Georeference(reference.crs, transform, shape)
-
-
-class MosaicSource:
-    """The predictor's ImageSource over a Mosaic: each window normalised as training images are
-    (`data_loader.transforms.normalize` with `mean`, `std`).
-
-    `read_with_valid` also gives the window's validity; `valid` gives that of any region, from the
-    last windows read when one holds it (a predictor keeps a part of each window it reads), else
-    from a new read.
-    """
-
-    def __init__(self, mosaic: Mosaic, mean: tuple[float, float, float],
-                 std: tuple[float, float, float]) -> None:
-        self.mosaic, self.mean, self.std = mosaic, mean, std
-        self._windows: deque[tuple[int, int, np.ndarray]] = deque(maxlen=VALID_WINDOWS)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.mosaic.shape
-
-    def read_with_valid(self, top: int, left: int, height: int, width: int
-                        ) -> tuple[torch.Tensor, np.ndarray]:
-        """(3, h, w) float32 normalised pixels and (h, w) bool validity of a window."""
-        raster = self.mosaic.read(top, left, height, width)
-        self._windows.append((top, left, raster.valid))
-        return torch.from_numpy(normalize(raster.image, self.mean, self.std)), raster.valid
-
-    def read(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
-        """(3, h, w) float32 normalised pixels of a window."""
-        return self.read_with_valid(top, left, height, width)[0]
-
-    def valid(self, top: int, left: int, height: int, width: int) -> np.ndarray:
-        """(h, w) bool validity of a region clipped to the mosaic."""
-        height = min(height, self.shape[0] - top)
-        width = min(width, self.shape[1] - left)
-        for window_top, window_left, valid in reversed(self._windows):
-            rows, cols = top - window_top, left - window_left
-            if (rows >= 0 and cols >= 0 and rows + height <= valid.shape[0]
-                    and cols + width <= valid.shape[1]):
-                return valid[rows:rows + height, cols:cols + width]
-        return self.mosaic.read(top, left, height, width).valid

@@ -8,14 +8,12 @@ import numpy as np
 import pyproj
 import pytest
 import rasterio
-import torch
 from affine import Affine
 
 from data_loader import tiles
 from data_loader.tiles import RasterOptions, RasterSource
-from data_loader.transforms import normalize
 from mapping import scene
-from mapping.scene import Mosaic, MosaicSource
+from mapping.scene import Mosaic
 from roads.georeference import Georeference, write_geotiff
 from utils.errors import DataError
 
@@ -355,21 +353,3 @@ def test_mosaic_pickles_without_open_files(tmp_path, whole):
         before = mosaic.read(40, 60, 50, 50)
         with pickle.loads(pickle.dumps(mosaic)) as copy:
             assert_same(copy.read(40, 60, 50, 50), before)
-
-
-def test_mosaic_source_normalises_and_keeps_validity(tmp_path, whole):
-    _, image = whole
-    cut(tmp_path / "tiles", image, lonlat_grid(image.shape[:2]), skip={(1, 1)})
-    mean, std = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)
-    with Mosaic.open(tmp_path / "tiles", OPTIONS) as mosaic:
-        source = MosaicSource(mosaic, mean, std)
-        assert source.shape == (128, 160)
-        expected = mosaic.read(40, 60, 50, 50)
-        tensor = source.read(40, 60, 50, 50)
-        assert tensor.dtype == torch.float32 and tensor.shape == (3, 50, 50)
-        assert torch.equal(tensor, torch.from_numpy(normalize(expected.image, mean, std)))
-        tensor, valid = source.read_with_valid(40, 60, 50, 50)
-        assert np.array_equal(valid, expected.valid) and not valid.all() and valid.any()
-        # Inside the window read, then outside any window read: the mosaic's validity both ways.
-        for region in [(50, 70, 20, 30), (100, 100, 40, 40), (0, 0, 10, 10)]:
-            assert np.array_equal(source.valid(*region), mosaic.read(*region).valid)
