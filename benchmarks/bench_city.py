@@ -29,7 +29,7 @@ from benchmarks.synthetic import SPACENET_METRES_PER_PIXEL, write_road_probabili
 from evaluation.graph_metrics.tile import AplsSettings, score_graphs
 from evaluation.predictor import PredictorSettings
 from mapping.blocks import block_grid
-from mapping.stitch import Rasters, _clipped, assemble, block_graph, halo_needed, stitch
+from mapping.stitch import Rasters, assemble, block_graph, clip_to_core, halo_needed, stitch
 from roads.extraction import GraphSettings, extract_graph
 from roads.graph import graph_to_lines, lines_to_graph
 from utils.errors import run_cli
@@ -106,7 +106,7 @@ def windowed_scores(truth, proposal, shape: tuple[int, int]) -> dict[str, list[f
         for left in range(0, shape[1], SCORE_WINDOW):
             window = (left - 0.5, top - 0.5, left + SCORE_WINDOW - 0.5, top + SCORE_WINDOW - 0.5)
             graphs = [lines_to_graph([piece - (left, top) for line in lines
-                                      for piece, _, _ in _clipped(line, window)])
+                                      for piece, _, _ in clip_to_core(line, window)])
                       for lines in (truth_lines, proposal_lines)]
             if graphs[0].number_of_edges() == 0:
                 continue

@@ -117,7 +117,7 @@ def block_graph(read: Callable[[int, int, int, int], Rasters], block: Block,
             owned.nodes[node] = (float(x), float(y), graph.degree(node), node_class)
     for u, v, gap in graph.edges(data="gap", default=False):
         pts = edge_polyline(graph, u, v) + offset
-        for piece, start_cut, end_cut in _clipped(pts, core):
+        for piece, start_cut, end_cut in clip_to_core(pts, core):
             start = ("s", *map(float, piece[0])) if start_cut else ("n", u)
             end = ("s", *map(float, piece[-1])) if end_cut else ("n", v)
             owned.edges.append((start, end, piece, bool(gap)))
@@ -139,10 +139,11 @@ def _crossing(a: np.ndarray, b: np.ndarray, axis: int, line: float) -> np.ndarra
     return point
 
 
-def _clipped(pts: np.ndarray, core: tuple[float, float, float, float]
-             ) -> list[tuple[np.ndarray, bool, bool]]:
+def clip_to_core(pts: np.ndarray, core: tuple[float, float, float, float]
+                 ) -> list[tuple[np.ndarray, bool, bool]]:
     """The pieces of the polyline `pts` inside `core`, each with whether its start and its end
-    were cut at the core's border."""
+    were cut at the core's border (unlike the toy generator's `clip_polyline`, which trims
+    drawn roads to a tile: here a cut point must come out the same from both sides of a seam)."""
     x0, y0, x1, y1 = core
     pieces = []
     current: list[np.ndarray] | None = None

@@ -5,7 +5,7 @@ import pytest
 
 from evaluation.graph_metrics.apls import apls
 from mapping.blocks import Block, block_grid, blocks_of_rank
-from mapping.stitch import Rasters, _clipped, assemble, block_graph, halo_needed, stitch
+from mapping.stitch import Rasters, assemble, block_graph, clip_to_core, halo_needed, stitch
 from roads.extraction import GraphSettings, extract_graph
 
 PIXEL = (1.0, 1.0)  # Massachusetts' ground size: the graph settings reach 50 px
@@ -90,12 +90,12 @@ def test_clipping_cuts_at_the_same_point_from_both_sides():
     pts = np.array([[10.0, 10.0], [30.3, 12.7], [60.0, 20.0]])
     left = (-np.inf, -np.inf, 29.5, np.inf)
     right = (29.5, -np.inf, np.inf, np.inf)
-    (piece_left, _, cut_left), = _clipped(pts, left)
-    (piece_right, cut_right, _), = _clipped(pts, right)
+    (piece_left, _, cut_left), = clip_to_core(pts, left)
+    (piece_right, cut_right, _), = clip_to_core(pts, right)
     assert cut_left and cut_right
     np.testing.assert_array_equal(piece_left[-1], piece_right[0])
     assert piece_left[-1][0] == 29.5
-    (backwards, cut_start, _), = _clipped(pts[::-1].copy(), left)  # the other orientation
+    (backwards, cut_start, _), = clip_to_core(pts[::-1].copy(), left)  # the other orientation
     assert cut_start
     np.testing.assert_array_equal(backwards[0], piece_left[-1])
 
