@@ -1,6 +1,10 @@
-"""The claims statistics of experiments/accuracy.py on outcomes with known answers."""
+"""The claims statistics of experiments/accuracy.py on outcomes with known answers, and the
+graph variants of experiments/graph_methods.py."""
 import json
 
+import pytest
+
+from experiments import graph_methods
 from experiments.accuracy import (
     CLAIMS,
     Outcome,
@@ -10,6 +14,8 @@ from experiments.accuracy import (
     main,
     paired_differences,
 )
+from roads.extraction import GraphSettings
+from utils.errors import UserError
 
 
 def test_claim_runs_pair_the_seeds():
@@ -59,3 +65,26 @@ def test_report_prints_the_recorded_runs_without_running_anything(tmp_path, caps
     assert not (tmp_path / "never").exists()
     apls_row = next(line for line in printed.splitlines() if "| ours | apls |" in line)
     assert "| 2 |" in apls_row and "+0.070 [+0.070, +0.070] paper better" in apls_row
+
+
+def test_graph_variants_vary_one_key_at_a_time_for_both_methods():
+    base = GraphSettings()
+    named = graph_methods.variants(base, graph_methods.parse_vary(
+        ["spur_length_m=20,30", "connectivity.max_gap_m=15"]))
+    assert list(named) == ["skeleton", "connectivity",
+                           "skeleton, spur_length_m=20", "connectivity, spur_length_m=20",
+                           "skeleton, spur_length_m=30", "connectivity, spur_length_m=30",
+                           "skeleton, connectivity.max_gap_m=15",
+                           "connectivity, connectivity.max_gap_m=15"]
+    assert named["connectivity, spur_length_m=30"].spur_length_m == 30
+    assert named["connectivity, spur_length_m=30"].method == "connectivity"
+    assert named["skeleton, connectivity.max_gap_m=15"].connectivity.max_gap_m == 15
+    assert named["skeleton, connectivity.max_gap_m=15"].spur_length_m == base.spur_length_m
+    assert len(graph_methods.variants(base)) == 5  # without --vary: the steps switched off
+
+
+@pytest.mark.parametrize("assignment", ["spur_length=", "spur_lenght_m=3", "graph.spur_length_m=3",
+                                        "connectivity.max_gap=3", "spur_length_m=x"])
+def test_graph_variants_refuse_unknown_keys_and_bad_values(assignment):
+    with pytest.raises(UserError, match="--vary"):
+        graph_methods.variants(GraphSettings(), graph_methods.parse_vary([assignment]))
