@@ -13,7 +13,8 @@ joint vs segmentation only (`loss.args.conn_weight` 0), two seeds each, then `ga
 `basic` blocks and 2 vs 1 stacks, one seed each. `--sweep` trains, at the same budget, the
 config with one setting changed at a time (learning rate, crop size and count, batch, width,
 connectivity loss weight, fp32 instead of bf16): which of them the CPU config should change.
-`--recipe` trains the candidates for the CPU recipe at the full budget (RECIPE below).
+`--recipe` trains the candidates for the CPU recipe at the full budget (RECIPE below); with
+none of these, `--seeds N` trains the config as it is with seeds 0 to N-1 (the chosen recipe).
 `--preset` adds the evaluation presets of `evaluation/presets.py` to each run's evaluation;
 `--threshold` evaluates the first run's checkpoint at other road-probability thresholds too.
 
@@ -128,6 +129,13 @@ def claim_runs(claims: list[str], seeds: int) -> list[Run]:
         runs += [Run(f"{CLAIMS[claim][1]}, seed {seed}", (*seeded(seed), CLAIMS[claim][2]), claim)
                  for claim in claims]
     return runs
+
+
+def config_runs(name: str, seeds: int | None) -> list[Run]:
+    """The config as it is: one run with its own seeds, or one run per seed 0 to `seeds`-1."""
+    if seeds is None:
+        return [Run(name)]
+    return [Run(f"{name}, seed {seed}", seeded(seed), "config") for seed in range(seeds)]
 
 
 def command(*args: str) -> subprocess.CompletedProcess:
@@ -267,7 +275,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="also evaluate with this preset (e.g. authors); repeatable")
     parser.add_argument("--claims", action="append", default=[], choices=sorted(CLAIMS),
                         help="paired comparison of the paper's setting against this variant")
-    parser.add_argument("--seeds", type=int, default=3, help="seed pairs for --claims")
+    parser.add_argument("--seeds", type=int,
+                        help="seed pairs for --claims (3 unless given); alone, the config as it "
+                             "is with seeds 0 to N-1")
     parser.add_argument("--whole-tiles", type=Path,
                         help="also evaluate every run on this split folder (images/, masks/)")
     parser.add_argument("--threshold", action="append", default=[], type=float,
@@ -285,10 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     runs = [*(ABLATIONS if args.ablations else ()), *(SWEEP if args.sweep else ()),
             *(RECIPE if args.recipe else ()),
-            *(claim_runs(args.claims, args.seeds) if args.claims else ())]
+            *(claim_runs(args.claims, args.seeds or 3) if args.claims else ())]
     # A run with the same changes as an earlier one (the sweep's baseline is "joint, seed 0").
     runs = [run for index, run in enumerate(runs)
-            if all(run.sets != earlier.sets for earlier in runs[:index])] or [Run(args.config.stem)]
+            if all(run.sets != earlier.sets for earlier in runs[:index])] or config_runs(
+        args.config.stem, args.seeds)
     evaluations = {"ours": [], **{preset: ["--preset", preset] for preset in args.preset}}
     if args.whole_tiles:
         tiles = args.whole_tiles.resolve()

@@ -10,6 +10,7 @@ from experiments.accuracy import (
     Outcome,
     Run,
     claim_runs,
+    config_runs,
     interval,
     main,
     paired_differences,
@@ -23,6 +24,13 @@ def test_claim_runs_pair_the_seeds():
     assert [run.name for run in runs] == ["paper, seed 0", "segmentation only, seed 0",
                                          "paper, seed 1", "segmentation only, seed 1"]
     assert runs[1].sets == ("trainer.seed=0", "data_loader.args.seed=0", CLAIMS["task"][2])
+
+
+def test_config_runs_are_the_config_alone_or_one_per_seed():
+    assert config_runs("massachusetts-cpu", None) == [Run("massachusetts-cpu")]
+    runs = config_runs("massachusetts-cpu", 2)
+    assert [run.name for run in runs] == ["massachusetts-cpu, seed 0", "massachusetts-cpu, seed 1"]
+    assert runs[1].sets == ("trainer.seed=1", "data_loader.args.seed=1")
 
 
 def test_interval_of_a_known_sample():
