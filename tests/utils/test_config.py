@@ -17,7 +17,7 @@ from evaluation.predictor import PredictorSettings
 from evaluation.presets import PRESETS
 from roads.extraction import GraphSettings
 from roads.labels import LabelSettings
-from utils.config import ConfigParser, Override, read_json
+from utils.config import ConfigParser, Override, read_json, write_json
 from utils.errors import ConfigError
 from utils.settings import from_config
 
@@ -299,3 +299,17 @@ def test_shipped_configs_state_choices_not_defaults():
         repeated = {key for key, value in leaves(own).items()
                     if key in inherited and value == inherited[key] and key not in HEADLINE_KEYS}
         assert not repeated, f"{path.name} repeats its base: {sorted(repeated)}"
+
+
+def test_a_json_write_that_fails_leaves_the_previous_file_whole(tmp_path):
+    path = tmp_path / "config.json"
+    write_json({"name": "first"}, path)
+
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_json({"name": "second", "value": Unprintable()}, path)
+    assert json.loads(path.read_text()) == {"name": "first"}
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
