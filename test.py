@@ -19,8 +19,8 @@ from evaluation.pipeline import evaluate, evaluation_settings
 from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
 from evaluation.presets import PRESETS
 from evaluation.writer import PredictionWriter, write_tables
-from utils.checkpoint import load_checkpoint, load_model_state
-from utils.config import ConfigParser, write_json
+from utils.checkpoint import load_checkpoint, load_model_state, write_json
+from utils.config import ConfigParser
 from utils.distributed import init_distributed, shutdown_distributed
 from utils.errors import ConfigError, run_cli
 from utils.settings import as_dict, build

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from utils.checkpoint import atomic_write
+from utils.checkpoint import write_json
 from utils.errors import UserError, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def train_and_test(config: Path, run: Run, save_dir: Path, epochs: int | None,
             command("train.py", "-r", str(started[-1].parent))
         else:
             command("train.py", "-c", str(config), *arguments)
-        write_atomically(trained, {"minutes": (time.perf_counter() - start) / 60})
+        write_json({"minutes": (time.perf_counter() - start) / 60}, trained)
     minutes = json.loads(trained.read_text())["minutes"]
     checkpoints = sorted(save_dir.glob("models/*/*/model_best.pth"), key=lambda p: p.stat().st_mtime)
     if not checkpoints:
@@ -179,14 +179,9 @@ def train_and_test(config: Path, run: Run, save_dir: Path, epochs: int | None,
         command("test.py", "-r", str(checkpoints[-1]), "--split", "val", "--out", str(out),
                 *test_args)
         outcome.metrics[name] = json.loads((out / "metrics.json").read_text())
-    write_atomically(done, {"run": run.name, "sets": run.sets, "minutes": minutes,
-                            "metrics": outcome.metrics})
+    write_json({"run": run.name, "sets": run.sets, "minutes": minutes,
+                "metrics": outcome.metrics}, done)
     return outcome
-
-
-def write_atomically(path: Path, content: dict) -> None:
-    with atomic_write(path, "outcome") as file:
-        file.write((json.dumps(content, indent=2) + "\n").encode())
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -322,9 +317,8 @@ def main(argv: list[str] | None = None) -> None:
         outcomes.append(train_and_test(args.config, run, save_dir, args.epochs,
                                        {**evaluations, **thresholds}, args.set, done))
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(
-            [{"run": o.run.name, "sets": o.run.sets, "minutes": o.minutes, "metrics": o.metrics}
-             for o in outcomes], indent=2))
+        write_json([{"run": o.run.name, "sets": o.run.sets, "minutes": o.minutes,
+                     "metrics": o.metrics} for o in outcomes], args.out / "results.json")
     print(table(outcomes))
     spread = seed_spread(outcomes)
     if spread:

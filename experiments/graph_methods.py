@@ -39,7 +39,7 @@ from evaluation.predictor import PredictorSettings, SlidingWindowPredictor
 from evaluation.presets import PRESETS
 from roads.extraction import GraphSettings
 from roads.graph import graph_to_lines
-from utils.checkpoint import atomic_write, load_checkpoint, load_model_state
+from utils.checkpoint import load_checkpoint, load_model_state, write_json
 from utils.config import ConfigParser
 from utils.errors import UserError, run_cli
 
@@ -138,8 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     table = {name: summary(columns) for name, columns in per_tile.items()}
     print(markdown(table, config.options.split, len(per_tile["skeleton"]["seconds"])))
     if config.options.out is not None:
-        with atomic_write(config.options.out, "results") as file:
-            file.write((json.dumps(table, indent=2) + "\n").encode())
+        write_json(table, config.options.out)
 
 
 def summary(columns: dict[str, list[float]]) -> dict[str, float]:

@@ -23,7 +23,7 @@ from mapping.blocks import Block
 from mapping.stitch import BlockGraph, Rasters
 from roads.classes import IGNORE_INDEX, PALETTE
 from roads.georeference import Georeference, open_raster
-from utils.checkpoint import atomic_write
+from utils.checkpoint import atomic_write, write_json
 from utils.errors import UserError
 
 PREDICTION_BANDS = ("probability", "mask", "connectivity")
@@ -55,8 +55,7 @@ class WorkFolder:
             return
         for folder in (self.blocks, self.graphs):
             folder.mkdir(parents=True, exist_ok=True)
-        with atomic_write(record, "run record") as file:
-            file.write(json.dumps(parameters, indent=2).encode())
+        write_json(parameters, record)
 
     def block_raster(self, block: Block) -> Path:
         return self.blocks / f"{block.name}.tif"

@@ -5,6 +5,7 @@ folder is fsynced: a crash, a kill or a full disk leaves either the previous fil
 never half of one, and a failed write is reported as one line naming the file.
 """
 import errno
+import json
 import logging
 import os
 import pickle
@@ -59,6 +60,15 @@ def atomic_write(path: Path, what: str = "file") -> Iterator[IO[bytes]]:
     finally:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
+
+
+def write_json(content: dict | list, path: Path) -> None:
+    """`content` as indented JSON, written atomically (a run killed while it writes leaves the
+    file whole or absent, never empty); a value JSON cannot hold (a constructor's default may be
+    any object) is written as its text."""
+    text = json.dumps(content, indent=2, default=str) + "\n"
+    with atomic_write(path, path.name) as file:
+        file.write(text.encode("utf-8"))
 
 
 def write_error(path: Path, what: str, error: OSError) -> OutputError:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple, TypeVar
 
-from utils.checkpoint import atomic_write, load_checkpoint, newest_valid_checkpoint
+from utils.checkpoint import load_checkpoint, newest_valid_checkpoint, write_json
 from utils.errors import ConfigError
 from utils.settings import arguments, build, from_config, resolved_arguments, unknown_name
 
@@ -280,12 +280,3 @@ def _read_json_object(path: Path) -> dict:
     if not isinstance(content, dict):
         raise ConfigError(f"config file {path} must hold a JSON object")
     return content
-
-
-def write_json(content: dict, path: Path) -> None:
-    """`content` as indented JSON, written atomically (a run killed while it writes leaves the
-    file whole or absent, never empty); a value JSON cannot hold (a constructor's default may be
-    any object) is written as its text."""
-    text = json.dumps(content, indent=2, default=str) + "\n"
-    with atomic_write(path, path.name) as file:
-        file.write(text.encode("utf-8"))

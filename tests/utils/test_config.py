@@ -17,7 +17,8 @@ from evaluation.predictor import PredictorSettings
 from evaluation.presets import PRESETS
 from roads.extraction import GraphSettings
 from roads.labels import LabelSettings
-from utils.config import ConfigParser, Override, read_json, write_json
+from utils.checkpoint import write_json
+from utils.config import ConfigParser, Override, read_json
 from utils.errors import ConfigError
 from utils.settings import from_config
 
